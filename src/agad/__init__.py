@@ -1,0 +1,10 @@
+"""AGAD: Adversarial Generative Anomaly Detection for images.
+
+A generator learns to reconstruct normal images well and to *fail* on
+anomalies, including pseudo-anomalies it makes itself (a reconstruction of a
+reconstruction); the anomaly score is the reconstruction error.
+"""
+
+__version__ = "0.1.0"
+
+__all__ = ["__version__"]

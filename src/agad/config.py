@@ -1,0 +1,165 @@
+"""The one place that says how an AGAD run is set up.
+
+Every field has a default and a short *why*. A config is plain data: it can be
+written to JSON next to a run, read back, overridden from a TOML file and from
+the command line, and it fully describes how to rebuild the run's data and
+networks (no outside state needed).
+
+>>> cfg = TrainConfig(normal_class=3, epochs=2)
+>>> TrainConfig.from_dict(cfg.to_dict()) == cfg
+True
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from .errors import AgadError
+
+BACKBONES = ("naive", "unet", "unetpp")
+METHODS = ("agad", "ganomaly", "skip-ganomaly")
+PROTOCOLS = ("one-vs-rest", "one-anomalous")
+ANOMALY_DISTANCES = ("input", "pseudo")
+ADCON_FORMS = ("linear", "reciprocal", "bounded")
+PRECISIONS = ("auto", "fp32", "bf16")
+DEVICES = ("auto", "cpu", "cuda")
+
+
+@dataclass
+class TrainConfig:
+    # --- data and protocol (SPEC §5) ---
+    data: str = "mnist-sample"  # dataset name or a directory
+    normal_class: int = 0  # the class treated as normal (or as the anomaly with protocol one-anomalous)
+    gamma: float = 0.0  # fraction of labelled anomalies among training images, in [0, 1)
+    known_classes: int | None = None  # draw labelled anomalies from this many classes only (Deep SAD's harder variant)
+    protocol: str = "one-vs-rest"  # the paper's text; "one-anomalous" is GANomaly's / the Fig. 2 caption
+    image_size: int | None = None  # None: the dataset's default (32 for MNIST-like and CIFAR, 128 for folders)
+
+    # --- model (SPEC §2) ---
+    method: str = "agad"  # agad, or a baseline in the same harness
+    backbone: str = "naive"  # naive | unet | unetpp
+
+    # --- optimisation (SPEC §4) ---
+    epochs: int = 15  # the paper gives none; GANomaly uses 15. Fixed, never chosen on test data.
+    batch_size: int = 64  # paper: 256. 64 gives 4x more updates per epoch at the same per-image cost on CPU
+    lr: float = 2e-4  # Adam, as in GANomaly
+    beta1: float = 0.5
+    beta2: float = 0.999
+    min_anomalies_per_batch: int = 32  # Algorithm 1: every mini-batch holds at least 32 labelled anomalies when gamma > 0
+
+    # --- loss weights (SPEC §3) ---
+    w_adv: float = 1.0
+    w_con: float = 50.0
+    w_adcon: float = 15.0
+    w_lat: float = 5.0
+    ca: bool = True  # contextual adversarial term on normal images; False is the paper's "w/o C.A." ablation
+    anomaly_distance: str = "input"  # d_a = |x - G(x)| ("input", SPEC decision) or |x̂ - G(x̂)| ("pseudo", literal Algorithm 1)
+    eps: float = 1e-3  # keeps the reciprocal terms finite
+    delta: float = 1e-5  # re-initialise D when its loss falls below this (GANomaly's trick)
+
+    # --- batch-norm switches (paper Table 5) ---
+    advprop: bool = False  # auxiliary BN for the pseudo-anomaly pass G(x̂)
+    freeze_bn_anomalies: bool = False  # BN neither updates statistics nor trains affine params on labelled anomalies
+
+    # --- stability options (issue 7); defaults reproduce the paper literally ---
+    detach_pseudo: bool = False  # feed x̂.detach() to the pseudo-anomaly pass: no gradient through the first pass
+    adcon_form: str = "linear"  # linear: -|x̂ - G(x̂)| (paper); reciprocal: 1/(|.|+eps); bounded: -min(|.|, margin)
+    adcon_margin: float = 0.5  # only for adcon_form="bounded": distance beyond which no more push
+    adcon_warmup_epochs: float = 0.0  # λadcon ramps linearly from 0 over this many epochs
+    ema_decay: float = 0.0  # > 0: keep an exponential moving average of G and score with it
+    grad_clip: float = 0.0  # > 0: clip G's gradient norm
+
+    # --- runtime ---
+    seed: int = 0
+    device: str = "auto"  # auto picks CUDA when present
+    precision: str = "auto"  # auto: bf16 autocast where the CPU/GPU supports it fast, else fp32
+    channels_last: bool = True
+    compile: bool = False  # torch.compile the networks (helps on GPU; slow to start)
+    num_threads: int = 0  # 0: leave PyTorch's default
+    eval_batch_size: int = 256
+    val_fraction: float = 0.0  # > 0: hold out this fraction of normal *training* images (+ as many other-class
+    #                             training images as anomalies) to measure validation AUROC per epoch; never test data
+    track_test_auroc: bool = False  # diagnostics only (Fig. 6): logged per epoch, never used to pick anything
+
+    extra: dict[str, Any] = field(default_factory=dict)  # free-form notes recorded with the run
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    # -- validation: one line naming the field, the allowed values and what was given
+    def validate(self) -> None:
+        def choice(name: str, allowed: tuple[str, ...]) -> None:
+            value = getattr(self, name)
+            if value not in allowed:
+                raise AgadError(f"The '{name}' parameter must be one of {', '.join(allowed)}. Got {value!r} instead.")
+
+        def number(name: str, lo: float, hi: float, *, lo_open=False, hi_open=False, integer=False) -> None:
+            value = getattr(self, name)
+            ok_type = isinstance(value, int) if integer else isinstance(value, (int, float))
+            if isinstance(value, bool) or not ok_type or (not integer and not math.isfinite(value)):
+                kind = "an integer" if integer else "a number"
+                raise AgadError(f"The '{name}' parameter must be {kind}. Got {value!r} instead.")
+            bad = (value <= lo if lo_open else value < lo) or (value >= hi if hi_open else value > hi)
+            if bad:
+                lb = "(" if lo_open else "["
+                rb = ")" if hi_open else "]"
+                raise AgadError(f"The '{name}' parameter must be in {lb}{lo}, {hi}{rb}. Got {value!r} instead.")
+
+        choice("method", METHODS)
+        choice("backbone", BACKBONES)
+        choice("protocol", PROTOCOLS)
+        choice("anomaly_distance", ANOMALY_DISTANCES)
+        choice("adcon_form", ADCON_FORMS)
+        choice("precision", PRECISIONS)
+        choice("device", DEVICES)
+        number("gamma", 0, 1, hi_open=True)
+        number("normal_class", 0, 10_000, integer=True)
+        number("epochs", 1, 100_000, integer=True)
+        number("batch_size", 2, 1 << 20, integer=True)
+        number("eval_batch_size", 1, 1 << 20, integer=True)
+        number("min_anomalies_per_batch", 1, 1 << 20, integer=True)
+        number("lr", 0, 1, lo_open=True)
+        number("beta1", 0, 1, hi_open=True)
+        number("beta2", 0, 1, hi_open=True)
+        for w in ("w_adv", "w_con", "w_adcon", "w_lat", "delta", "adcon_warmup_epochs", "grad_clip"):
+            number(w, 0, math.inf, hi_open=True)
+        number("eps", 0, 1, lo_open=True)
+        number("adcon_margin", 0, math.inf, lo_open=True, hi_open=True)
+        number("ema_decay", 0, 1, hi_open=True)
+        number("val_fraction", 0, 1, hi_open=True)
+        number("seed", 0, 2**32 - 1, integer=True)
+        number("num_threads", 0, 4096, integer=True)
+        if self.known_classes is not None:
+            number("known_classes", 1, 10_000, integer=True)
+        if self.image_size is not None:
+            number("image_size", 16, 1024, integer=True)
+        if self.gamma > 0 and self.batch_size <= self.min_anomalies_per_batch:
+            raise AgadError(
+                f"The 'batch_size' parameter must exceed min_anomalies_per_batch ({self.min_anomalies_per_batch}) "
+                f"when gamma > 0. Got {self.batch_size} instead."
+            )
+
+    # -- (de)serialisation
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def field_names(cls) -> tuple[str, ...]:
+        return tuple(f.name for f in dataclasses.fields(cls))
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any], *, source: str = "config") -> "TrainConfig":
+        """Build a config, rejecting keys it does not know (a typo must not pass silently)."""
+        known = set(cls.field_names())
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise AgadError(
+                f"{source}: unknown key {unknown[0]!r}; valid keys are: {', '.join(sorted(known))}"
+            )
+        return cls(**values)
+
+    def replace(self, **changes: Any) -> "TrainConfig":
+        return dataclasses.replace(self, **changes)

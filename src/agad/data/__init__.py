@@ -1,0 +1,33 @@
+"""Datasets, the one-class protocol and downloads for AGAD.
+
+Example:
+    >>> from agad.data import load_dataset, one_class_split
+    >>> split = one_class_split(load_dataset("mnist-sample"), normal_class=0, gamma=0.05)
+    >>> split.x_normal.shape
+    (400, 1, 32, 32)
+"""
+
+from agad.data.datasets import DATASETS, Dataset, load_dataset
+# Note: this makes `agad.data.fetch` the function; the module (for its
+# SOURCES table) is importlib.import_module("agad.data.fetch").
+from agad.data.fetch import FETCHABLE, fetch
+from agad.data.idx import load_idx_pair, read_idx
+from agad.data.protocol import Split, one_class_split, validation_split
+from agad.data.transforms import as_nchw_uint8, resize_uint8, to_float, to_uint8
+
+__all__ = [
+    "DATASETS",
+    "FETCHABLE",
+    "Dataset",
+    "Split",
+    "as_nchw_uint8",
+    "fetch",
+    "load_dataset",
+    "load_idx_pair",
+    "one_class_split",
+    "read_idx",
+    "resize_uint8",
+    "to_float",
+    "to_uint8",
+    "validation_split",
+]

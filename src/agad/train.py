@@ -1,0 +1,323 @@
+"""Algorithm 1 of the paper: a plain training loop you can read top to bottom.
+
+The loop takes image tensors, two networks and a config; it knows nothing
+about files or dataset names. Each step has two named phases, the G step and
+the D step, and reports every loss term by name (``G/con``, ``D/total``...).
+
+One step reuses its forward passes: D(x) and D(x̂) are computed once and feed
+both the generator's loss (through x̂) and the discriminator's loss. Since
+Algorithm 1 updates D with the x̂ made *before* G's update (as GANomaly does),
+computing both gradients before either optimiser step gives the same update
+as two separate passes, at about two thirds of the cost.
+
+>>> from agad.config import TrainConfig
+>>> from agad.nets import build_generator, build_discriminator
+>>> import torch
+>>> cfg = TrainConfig(epochs=1, batch_size=8, device="cpu", precision="fp32")
+>>> G = build_generator("naive", in_channels=1, image_size=32)
+>>> D = build_discriminator(in_channels=1, image_size=32)
+>>> trainer = AGADTrainer(cfg, G, D)
+>>> history = trainer.fit(torch.randint(0, 255, (16, 1, 32, 32), dtype=torch.uint8), progress=False)
+>>> sorted(history[0])[:3]
+['D/total', 'G/adcon', 'G/adv']
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+from collections import defaultdict
+from typing import Callable, Iterator
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch import Tensor, nn
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+from . import losses
+from .config import TrainConfig
+from .nets import aux_bn, frozen_bn, init_weights
+from .runtime import DistInfo, autocast, resolve_device, resolve_precision
+
+
+def to_unit_range(x: Tensor) -> Tensor:
+    """uint8 [0, 255] -> float32 [-1, 1]; float input is passed through unchanged."""
+    if x.dtype == torch.uint8:
+        return x.float().div_(127.5).sub_(1.0)
+    return x.float()
+
+
+def _anomaly_stream(n: int, generator: torch.Generator) -> Iterator[int]:
+    """Endless reshuffled passes over the labelled anomalies (they are few: resample as needed)."""
+    while True:
+        yield from torch.randperm(n, generator=generator).tolist()
+
+
+class AGADTrainer:
+    """Owns G, D, their optimisers and the optional EMA copy of G.
+
+    ``fit`` runs Algorithm 1 for ``cfg.epochs`` epochs over the normal images
+    (and the labelled anomalies, if any) and returns one dict of mean loss
+    terms per epoch.
+    """
+
+    def __init__(self, cfg: TrainConfig, G: nn.Module, D: nn.Module, *, dist_info: DistInfo | None = None):
+        self.cfg = cfg
+        self.device = resolve_device(cfg.device)
+        self.amp_dtype = resolve_precision(cfg.precision, self.device)
+        self.dist = dist_info or DistInfo()
+        fmt = torch.channels_last if cfg.channels_last else torch.contiguous_format
+        self.memory_format = fmt
+        self.G = G.to(self.device, memory_format=fmt)
+        self.D = D.to(self.device, memory_format=fmt)
+        if self.dist.enabled:  # every process starts from rank 0's weights
+            for module in (self.G, self.D):
+                for t in list(module.parameters()) + list(module.buffers()):
+                    dist.broadcast(t.data, src=0)
+        self.opt_g = torch.optim.Adam(self.G.parameters(), lr=cfg.lr, betas=(cfg.beta1, cfg.beta2))
+        self.opt_d = torch.optim.Adam(self.D.parameters(), lr=cfg.lr, betas=(cfg.beta1, cfg.beta2))
+        self.G_ema = (
+            AveragedModel(self.G, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema_decay), use_buffers=True)
+            if cfg.ema_decay > 0
+            else None
+        )
+        self._g_fwd = torch.compile(self.G) if cfg.compile else self.G
+        self._d_fwd = torch.compile(self.D) if cfg.compile else self.D
+        self.epoch = 0
+        self.d_resets = 0
+        self.history: list[dict[str, float]] = []
+
+    # ------------------------------------------------------------------ helpers
+    @property
+    def scoring_generator(self) -> nn.Module:
+        """The generator that scores images: the EMA copy when enabled."""
+        return self.G_ema.module if self.G_ema is not None else self.G
+
+    def _prep(self, x: Tensor) -> Tensor:
+        return to_unit_range(x.to(self.device, non_blocking=True)).contiguous(memory_format=self.memory_format)
+
+    def _adcon_weight(self, progress_epochs: float) -> float:
+        if not self.cfg.ca:
+            return 0.0
+        if self.cfg.adcon_warmup_epochs > 0:
+            return self.cfg.w_adcon * min(1.0, progress_epochs / self.cfg.adcon_warmup_epochs)
+        return self.cfg.w_adcon
+
+    def _pseudo(self, x_hat: Tensor) -> Tensor:
+        """The pseudo-anomaly x̂₂ = G(x̂), through the auxiliary BN when AdvProp is on."""
+        inp = x_hat.detach() if self.cfg.detach_pseudo else x_hat
+        ctx = aux_bn(self.G) if self.cfg.advprop else contextlib.nullcontext()
+        with ctx:
+            return self._g_fwd(inp)
+
+    # --------------------------------------------------------------------- step
+    def step(self, x_n: Tensor, x_a: Tensor | None = None, *, progress_epochs: float = 0.0) -> dict[str, float]:
+        """One step of Algorithm 1 on a batch of normal images and, optionally, labelled anomalies.
+
+        Both inputs are (B, C, H, W), already in [-1, 1] on the device.
+        """
+        cfg = self.cfg
+        self.G.train()
+        self.D.train()
+        w_adcon = self._adcon_weight(progress_epochs)
+        n_n = x_n.shape[0]
+        n_a = 0 if x_a is None else x_a.shape[0]
+        f_n, f_a = n_n / (n_n + n_a), n_a / (n_n + n_a)  # L = y·L_a + (1 - y)·L_n averaged over the batch
+        logs: dict[str, Tensor] = {}
+
+        with autocast(self.device, self.amp_dtype):
+            # -- normal images (Algorithm 1, lines 6-7)
+            x_hat = self._g_fwd(x_n)  # (B, C, H, W)
+            x_hat2 = self._pseudo(x_hat) if w_adcon > 0 else None
+            real_logits, z = self._d_fwd(x_n)
+            fake_logits, z_hat = self._d_fwd(x_hat)
+            g_terms = losses.generator_normal_loss(
+                fake_logits=fake_logits, x=x_n, x_hat=x_hat, x_hat2=x_hat2, z=z.detach(), z_hat=z_hat,
+                w_adv=cfg.w_adv, w_con=cfg.w_con, w_adcon=w_adcon, w_lat=cfg.w_lat,
+                adcon_form=cfg.adcon_form, adcon_margin=cfg.adcon_margin, eps=cfg.eps,
+            )
+            # D sees x̂ as it was before G's update; autograd.grad below keeps G out of D's gradient.
+            d_loss = losses.discriminator_loss(real_logits=real_logits, fake_logits=fake_logits)
+            g_loss = f_n * g_terms["total"]
+            d_total = f_n * d_loss
+            for k, v in g_terms.items():
+                logs[f"G/{k}"] = v
+            logs["D/normal"] = d_loss
+
+            # -- labelled anomalies (lines 9-10)
+            if n_a:
+                freeze = frozen_bn(self.G) if cfg.freeze_bn_anomalies else contextlib.nullcontext()
+                with freeze:
+                    xa_hat = self._g_fwd(x_a)
+                    if cfg.anomaly_distance == "pseudo":
+                        dist_a = losses.contextual_loss(xa_hat, self._g_fwd(xa_hat))
+                    else:
+                        dist_a = losses.contextual_loss(x_a, xa_hat)
+                real_a_logits, z_a = self._d_fwd(x_a)
+                fake_a_logits, z_a_hat = self._d_fwd(xa_hat)
+                a_terms = losses.generator_anomaly_loss(
+                    fake_logits=fake_a_logits, distance=dist_a, z=z_a.detach(), z_hat=z_a_hat,
+                    w_adv=cfg.w_adv, w_adcon=cfg.w_adcon, w_lat=cfg.w_lat, eps=cfg.eps,
+                )
+                d_a = losses.discriminator_anomaly_loss(real_logits=real_a_logits)
+                g_loss = g_loss + f_a * a_terms["total"]
+                d_total = d_total + f_a * d_a
+                for k, v in a_terms.items():
+                    logs[f"G/anomaly/{k}"] = v
+                logs["D/anomaly"] = d_a
+
+        # -- G step then D step: both gradients from the same forward passes
+        g_params = [p for p in self.G.parameters() if p.requires_grad]
+        d_params = [p for p in self.D.parameters() if p.requires_grad]
+        g_grads = torch.autograd.grad(g_loss, g_params, retain_graph=True, allow_unused=True)
+        d_grads = torch.autograd.grad(d_total, d_params, allow_unused=True)
+        self._apply(self.opt_g, g_params, g_grads, clip=cfg.grad_clip)
+        self._apply(self.opt_d, d_params, d_grads, clip=0.0)
+        if self.G_ema is not None:
+            self.G_ema.update_parameters(self.G)
+
+        logs["G/total"] = g_loss
+        logs["D/total"] = d_total
+        out = {k: float(v.detach()) for k, v in logs.items()}
+        # GANomaly's trick (Algorithm 1): a discriminator that has won outright is re-initialised.
+        if out["D/total"] < cfg.delta:
+            init_weights(self.D)
+            self.d_resets += 1
+        return out
+
+    def _apply(self, opt: torch.optim.Optimizer, params, grads, *, clip: float) -> None:
+        for p, g in zip(params, grads):
+            p.grad = g if g is not None else torch.zeros_like(p)
+        if self.dist.enabled:  # data parallel: average gradients over processes, as DDP does
+            flat = torch.cat([p.grad.reshape(-1) for p in params])
+            dist.all_reduce(flat)
+            flat.div_(self.dist.world_size)
+            offset = 0
+            for p in params:
+                n = p.numel()
+                p.grad.copy_(flat[offset : offset + n].view_as(p.grad))
+                offset += n
+        if clip > 0:
+            nn.utils.clip_grad_norm_(params, clip)
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+
+    # ---------------------------------------------------------------------- fit
+    def fit(
+        self,
+        x_normal: Tensor,
+        x_anomaly: Tensor | None = None,
+        *,
+        epochs: int | None = None,
+        progress: bool = True,
+        on_epoch: Callable[["AGADTrainer", dict[str, float]], None] | None = None,
+    ) -> list[dict[str, float]]:
+        """Train for ``epochs`` (default ``cfg.epochs``) over the normal images.
+
+        ``x_normal`` and ``x_anomaly`` are (N, C, H, W) uint8 or [-1, 1] float
+        tensors held in memory; batches are sliced from them with no per-item
+        Python work. In a torchrun job each process sees its own shard.
+        """
+        from tqdm.auto import tqdm
+
+        cfg = self.cfg
+        epochs = cfg.epochs if epochs is None else epochs
+        x_normal = self._prep(x_normal)  # converted once: the data path is tensor slicing from here on
+        has_anomalies = x_anomaly is not None and len(x_anomaly) > 0
+        x_anomaly = self._prep(x_anomaly) if has_anomalies else None
+        gen = torch.Generator().manual_seed(cfg.seed)
+        anomaly_gen = torch.Generator().manual_seed(cfg.seed + 1)
+        stream = _anomaly_stream(len(x_anomaly), anomaly_gen) if has_anomalies else None
+
+        n_a = max(cfg.min_anomalies_per_batch, round(cfg.gamma * cfg.batch_size)) if has_anomalies else 0
+        n_n = cfg.batch_size - n_a
+        n = len(x_normal)
+        last_epoch = self.epoch + epochs
+        for _ in range(epochs):
+            t0 = time.perf_counter()
+            order = torch.randperm(n, generator=gen)  # same on every process; each takes its shard
+            order = order[self.dist.rank :: self.dist.world_size]
+            batches = [order[i : i + n_n] for i in range(0, len(order), n_n)]
+            if len(batches) > 1 and len(batches[-1]) < 2:  # BN needs two images
+                batches.pop()
+            sums: dict[str, float] = defaultdict(float)
+            bar = tqdm(
+                batches, desc=f"epoch {self.epoch + 1}/{last_epoch}",
+                disable=not progress or not self.dist.is_main, leave=False, dynamic_ncols=True,
+            )
+            for i, idx in enumerate(bar):
+                x_a = None
+                if stream is not None:
+                    a_idx = torch.tensor([next(stream) for _ in range(n_a)])
+                    x_a = x_anomaly[a_idx]
+                logs = self.step(x_normal[idx], x_a, progress_epochs=self.epoch + i / len(batches))
+                for k, v in logs.items():
+                    sums[k] += v
+                if progress and i % 5 == 0:
+                    bar.set_postfix({k.split("/", 1)[1] if k.startswith("G/") and "anomaly" not in k else k: f"{v:.3g}"
+                                     for k, v in logs.items() if k in ("G/adv", "G/con", "G/adcon", "G/lat", "D/total")})
+            if self.dist.enabled:  # BN running statistics: keep rank 0's, as DDP does
+                for module in (self.G, self.D):
+                    for b in module.buffers():
+                        dist.broadcast(b.data, src=0)
+            self.epoch += 1
+            record = {k: v / max(1, len(batches)) for k, v in sums.items()}
+            record["epoch"] = self.epoch
+            record["seconds"] = time.perf_counter() - t0
+            record["d_resets"] = self.d_resets
+            if not math.isfinite(record.get("G/total", 0.0)):
+                record["nonfinite"] = 1.0
+            if on_epoch is not None:
+                on_epoch(self, record)
+            self.history.append(record)
+            if progress and self.dist.is_main:
+                terms = " ".join(f"{k}={record[k]:.4g}" for k in ("G/adv", "G/con", "G/adcon", "G/lat", "D/total") if k in record)
+                extra = "".join(f" {k}={record[k]:.4f}" for k in ("val/auroc", "val/recon", "test/auroc") if k in record)
+                tqdm.write(f"epoch {self.epoch}: {terms}{extra} ({record['seconds']:.1f}s)")
+        return self.history
+
+
+@torch.inference_mode()
+def score_images(
+    G: nn.Module,
+    x: Tensor | np.ndarray,
+    *,
+    batch_size: int = 256,
+    device: torch.device | str = "cpu",
+    amp_dtype: torch.dtype | None = None,
+    channels_last: bool = True,
+    return_reconstructions: bool = False,
+):
+    """Anomaly scores ||x - G(x)||_2 per image, streamed in batches (flat memory).
+
+    ``x`` is (N, C, H, W) uint8 or [-1, 1] float. With ``return_reconstructions``
+    also returns G(x) in [-1, 1] as a float32 tensor (only for small sets).
+    """
+    device = torch.device(device)
+    if isinstance(x, np.ndarray):
+        x = torch.from_numpy(x)
+    was_training = G.training
+    G.eval()
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    scores, recons = [], []
+    try:
+        for i in range(0, len(x), batch_size):
+            xb = to_unit_range(x[i : i + batch_size].to(device)).contiguous(memory_format=fmt)
+            with autocast(device, amp_dtype):
+                # Baselines score differently (e.g. GANomaly's latent distance): they say so with anomaly_score.
+                if hasattr(G, "anomaly_score"):
+                    scores.append(G.anomaly_score(xb).float().cpu())
+                    xh = G(xb) if return_reconstructions else None
+                else:
+                    xh = G(xb)
+                    scores.append(losses.anomaly_score(xb, xh).cpu())
+            if return_reconstructions:
+                recons.append(xh.float().cpu())
+    finally:
+        G.train(was_training)
+    s = torch.cat(scores).numpy() if scores else np.zeros(0, dtype=np.float32)
+    if return_reconstructions:
+        return s, (torch.cat(recons) if recons else torch.zeros(0))
+    return s

@@ -1,0 +1,143 @@
+"""Algorithm 1: the step, its options, determinism and a small quality floor."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from agad.config import TrainConfig
+from agad.data import load_dataset, one_class_split
+from agad.nets import build_discriminator, build_generator
+from agad.pipeline import auroc_of
+from agad.train import AGADTrainer, score_images, to_unit_range
+
+
+@pytest.fixture(scope="module")
+def mnist_split():
+    return one_class_split(load_dataset("mnist-sample"), 0, gamma=0.05, seed=0)
+
+
+def make_trainer(**kw) -> AGADTrainer:
+    cfg = TrainConfig(device="cpu", precision="fp32", **kw)
+    torch.manual_seed(cfg.seed)
+    G = build_generator(cfg.backbone, in_channels=1, image_size=32, advprop=cfg.advprop)
+    D = build_discriminator(in_channels=1, image_size=32)
+    return AGADTrainer(cfg, G, D)
+
+
+def recon_error(G, x):
+    G.eval()
+    with torch.no_grad():
+        return (x - G(x)).abs().mean().item()
+
+
+def test_step_on_labelled_anomalies_raises_their_reconstruction_error(mnist_split):
+    tr = make_trainer(gamma=0.05, lr=1e-3, w_adv=0.0, w_lat=0.0, freeze_bn_anomalies=True)
+    x_a = to_unit_range(torch.from_numpy(mnist_split.x_anomaly[:32]))
+    x_n = to_unit_range(torch.from_numpy(mnist_split.x_normal[:32]))
+    # the anomaly-only gradient: normal branch switched off by giving it zero weight
+    tr.cfg.w_con = 0.0
+    tr.cfg.ca = False
+    before = recon_error(tr.G, x_a)
+    for _ in range(3):
+        tr.step(x_n, x_a)
+    assert recon_error(tr.G, x_a) > before
+
+
+def test_normal_steps_lower_reconstruction_error(mnist_split):
+    tr = make_trainer(ca=False)
+    x_n = to_unit_range(torch.from_numpy(mnist_split.x_normal[:64]))
+    before = recon_error(tr.G, x_n)
+    for _ in range(5):
+        tr.step(x_n)
+    assert recon_error(tr.G, x_n) < before
+
+
+def test_every_loss_term_is_logged(mnist_split):
+    tr = make_trainer(gamma=0.05)
+    x_n = to_unit_range(torch.from_numpy(mnist_split.x_normal[:8]))
+    x_a = to_unit_range(torch.from_numpy(mnist_split.x_anomaly[:4]))
+    logs = tr.step(x_n, x_a)
+    for key in ("G/adv", "G/con", "G/adcon", "G/lat", "G/anomaly/adv", "G/anomaly/dist", "G/anomaly/lat",
+                "D/normal", "D/anomaly", "D/total", "G/total"):
+        assert key in logs and np.isfinite(logs[key]), key
+    assert logs["G/adcon"] < 0  # linear form: minus a distance
+
+
+def test_batches_hold_at_least_32_labelled_anomalies(mnist_split, monkeypatch):
+    tr = make_trainer(gamma=0.05, batch_size=64, epochs=1)
+    seen = []
+    real_step = tr.step
+
+    def spy(x_n, x_a=None, **kw):
+        seen.append((len(x_n), 0 if x_a is None else len(x_a)))
+        return real_step(x_n, x_a, **kw)
+
+    monkeypatch.setattr(tr, "step", spy)
+    x_anom = torch.from_numpy(mnist_split.x_anomaly[:5])  # fewer than 32: must be resampled
+    tr.fit(torch.from_numpy(mnist_split.x_normal[:96]), x_anom, progress=False)
+    assert seen and all(a == 32 for _, a in seen)
+    assert all(n + a <= 64 for n, a in seen)
+
+
+def test_discriminator_is_reinitialised_below_delta(mnist_split):
+    tr = make_trainer(delta=1e9)  # any loss is below delta
+    x_n = to_unit_range(torch.from_numpy(mnist_split.x_normal[:8]))
+    tr.step(x_n)
+    assert tr.d_resets == 1
+
+
+def test_detach_pseudo_blocks_gradient_through_first_pass():
+    torch.manual_seed(0)
+    x = torch.rand(4, 1, 32, 32) * 2 - 1
+    for detach, expect_grad in ((True, False), (False, True)):
+        tr = make_trainer(detach_pseudo=detach)
+        x_hat = tr.G(x)
+        x_hat.retain_grad()
+        x_hat2 = tr._pseudo(x_hat)
+        (-(x_hat - x_hat2).abs().mean()).backward(inputs=[x_hat])
+        got = x_hat.grad is not None and bool((x_hat.grad - (-torch.sign(x_hat - x_hat2) / x_hat.numel())).abs().sum() > 0)
+        # with detach, x̂'s gradient is only the direct term, without the path through G(x̂)
+        assert got == expect_grad
+
+
+def test_advprop_uses_auxiliary_bn_only_for_pseudo_pass():
+    tr = make_trainer(advprop=True)
+    bns = [m for m in tr.G.modules() if hasattr(m, "aux") and m.aux is not None]
+    assert bns
+    main_before = [m.running_mean.clone() for m in bns]
+    aux_before = [m.aux.running_mean.clone() for m in bns]
+    x = torch.rand(4, 1, 32, 32) * 2 - 1
+    tr.G.train()
+    tr._pseudo(x)
+    assert all(torch.equal(a, m.running_mean) for a, m in zip(main_before, bns))
+    assert any(not torch.equal(a, m.aux.running_mean) for a, m in zip(aux_before, bns))
+
+
+def test_same_seed_gives_identical_scores(mnist_split):
+    def run():
+        tr = make_trainer(seed=3, epochs=1, batch_size=32)
+        tr.fit(torch.from_numpy(mnist_split.x_normal[:64]), progress=False)
+        return score_images(tr.G, mnist_split.x_test[:50])
+
+    a, b = run(), run()
+    np.testing.assert_array_equal(a, b)
+
+
+def test_ema_scores_with_averaged_weights(mnist_split):
+    tr = make_trainer(ema_decay=0.9, epochs=1, batch_size=32)
+    tr.fit(torch.from_numpy(mnist_split.x_normal[:64]), progress=False)
+    assert tr.scoring_generator is not tr.G
+    p_ema = next(tr.scoring_generator.parameters())
+    p = next(tr.G.parameters())
+    assert not torch.equal(p_ema, p)
+
+
+def test_short_run_on_mnist_sample_beats_chance():
+    # Digit 0 normal, 6 epochs over its 400 training images; chance is 0.5.
+    split = one_class_split(load_dataset("mnist-sample"), 0, seed=0)
+    tr = make_trainer(epochs=6, batch_size=64)
+    tr.fit(torch.from_numpy(split.x_normal), progress=False)
+    auroc = auroc_of(split.y_test, score_images(tr.G, split.x_test))
+    assert auroc > 0.8, auroc
