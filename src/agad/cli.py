@@ -175,7 +175,7 @@ def build_parser() -> ArgumentParser:
 def _extensions():
     """Sub-commands that live beside their code (models, bench, figures, predict, export, data)."""
     regs = []
-    for mod in ("agad.experiments.cli", "agad.product_cli"):
+    for mod in ("agad.experiments.cli", "agad.experiments.perf_cli", "agad.product_cli"):
         try:
             module = __import__(mod, fromlist=["register"])
         except ModuleNotFoundError as exc:
