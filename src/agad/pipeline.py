@@ -126,6 +126,8 @@ def train(
     command: str | None = None,
 ) -> TrainResult:
     """Train one model and write its run directory (atomically). ``out=None`` keeps it in memory only."""
+    if out is not None and Path(out).exists() and not overwrite:  # fail before any work, not after training
+        raise AgadError(f"output directory {out} already exists; choose another --out or pass --force to replace it")
     device = resolve_device(cfg.device)
     dist_info = init_distributed(device)
     if cfg.num_threads:
