@@ -141,3 +141,72 @@ def test_short_run_on_mnist_sample_beats_chance():
     tr.fit(torch.from_numpy(split.x_normal), progress=False)
     auroc = auroc_of(split.y_test, score_images(tr.G, split.x_test))
     assert auroc > 0.8, auroc
+
+
+def _bn_stats(G):
+    return [m.running_mean.clone() for m in G.modules() if isinstance(m, torch.nn.BatchNorm2d) and m.running_mean is not None]
+
+
+def test_no_ca_skips_the_pseudo_anomaly_pass(mnist_split, monkeypatch):
+    tr = make_trainer(ca=False)
+    calls = []
+    monkeypatch.setattr(tr, "_pseudo", lambda x: calls.append(1) or x)
+    logs = tr.step(to_unit_range(torch.from_numpy(mnist_split.x_normal[:8])))
+    assert calls == [] and logs["G/adcon"] == 0.0
+    tr_ca = make_trainer(ca=True)
+    assert tr_ca.step(to_unit_range(torch.from_numpy(mnist_split.x_normal[:8])))["G/adcon"] < 0
+
+
+def test_anomaly_distance_switch_changes_only_the_distance(mnist_split):
+    x_n = to_unit_range(torch.from_numpy(mnist_split.x_normal[:8]))
+    x_a = to_unit_range(torch.from_numpy(mnist_split.x_anomaly[:4]))
+    a = make_trainer(gamma=0.05, anomaly_distance="input").step(x_n, x_a)
+    b = make_trainer(gamma=0.05, anomaly_distance="pseudo").step(x_n, x_a)
+    assert a["G/anomaly/dist"] != b["G/anomaly/dist"]
+    for k in ("G/con", "G/adcon", "G/adv", "G/lat", "G/anomaly/lat"):  # same seed, same forward passes
+        assert a[k] == pytest.approx(b[k], rel=1e-6), k
+
+
+def test_freeze_bn_keeps_running_stats_on_anomaly_batches(mnist_split):
+    x_n = to_unit_range(torch.from_numpy(mnist_split.x_normal[:8]))
+    x_a = to_unit_range(torch.from_numpy(mnist_split.x_anomaly[:8]))
+    # reference: what a normal-only step does to the running statistics
+    ref = make_trainer(gamma=0.05, ca=False)
+    ref.step(x_n)
+    frozen = make_trainer(gamma=0.05, ca=False, freeze_bn_anomalies=True)
+    frozen.step(x_n, x_a)
+    shared = make_trainer(gamma=0.05, ca=False, freeze_bn_anomalies=False)
+    shared.step(x_n, x_a)
+    for r, f in zip(_bn_stats(ref.G), _bn_stats(frozen.G)):
+        torch.testing.assert_close(r, f)  # the anomaly batch left no trace
+    assert any(not torch.equal(r, s) for r, s in zip(_bn_stats(ref.G), _bn_stats(shared.G)))
+
+
+def test_adcon_warmup_scales_the_weight():
+    tr = make_trainer(adcon_warmup_epochs=2.0)
+    assert tr._adcon_weight(0.0) == 0.0
+    assert tr._adcon_weight(1.0) == pytest.approx(7.5)
+    assert tr._adcon_weight(5.0) == pytest.approx(15.0)
+    assert make_trainer(ca=False)._adcon_weight(5.0) == 0.0
+
+
+def test_grad_clip_bounds_the_generator_update(mnist_split):
+    x_n = to_unit_range(torch.from_numpy(mnist_split.x_normal[:8]))
+    tr = make_trainer(grad_clip=1e-6, lr=1.0)
+    before = [p.detach().clone() for p in tr.G.parameters()]
+    seen = {}
+    orig = torch.nn.utils.clip_grad_norm_
+
+    def spy(params, max_norm, *a, **k):
+        params = list(params)
+        out = orig(params, max_norm, *a, **k)
+        seen["norm"] = float(torch.linalg.vector_norm(torch.stack([p.grad.norm() for p in params])))
+        return out
+
+    torch.nn.utils.clip_grad_norm_ = spy
+    try:
+        tr.step(x_n)
+    finally:
+        torch.nn.utils.clip_grad_norm_ = orig
+    assert seen["norm"] <= 1e-6 * 1.01
+    assert any(not torch.equal(b, p) for b, p in zip(before, tr.G.parameters()))
