@@ -34,7 +34,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 from torch import Tensor, nn
-from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+from torch.optim.swa_utils import AveragedModel
 
 from . import losses
 from .config import TrainConfig
@@ -53,6 +53,27 @@ def _anomaly_stream(n: int, generator: torch.Generator) -> Iterator[int]:
     """Endless reshuffled passes over the labelled anomalies (they are few: resample as needed)."""
     while True:
         yield from torch.randperm(n, generator=generator).tolist()
+
+
+def _ema_with_warmup(decay: float):
+    """EMA update whose decay grows as min(decay, (1 + n) / (10 + n)) with the update count n.
+
+    A fixed decay would keep ``decay**steps`` of the random initial weights in
+    short runs (0.99 over 72 steps keeps half); the warm-up, as in
+    TensorFlow's ExponentialMovingAverage, forgets the start quickly.
+    """
+
+    def update(ema_params, current_params, num_averaged):
+        n = int(num_averaged)
+        d = min(decay, (1.0 + n) / (10.0 + n))
+        floats = [(e, c) for e, c in zip(ema_params, current_params) if e.is_floating_point()]
+        for e, c in zip(ema_params, current_params):
+            if not e.is_floating_point():  # BN's num_batches_tracked: a counter, copied
+                e.copy_(c)
+        if floats:
+            torch._foreach_lerp_([e for e, _ in floats], [c for _, c in floats], 1.0 - d)
+
+    return update
 
 
 class AGADTrainer:
@@ -79,7 +100,7 @@ class AGADTrainer:
         self.opt_g = torch.optim.Adam(self.G.parameters(), lr=cfg.lr, betas=(cfg.beta1, cfg.beta2))
         self.opt_d = torch.optim.Adam(self.D.parameters(), lr=cfg.lr, betas=(cfg.beta1, cfg.beta2))
         self.G_ema = (
-            AveragedModel(self.G, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema_decay), use_buffers=True)
+            AveragedModel(self.G, multi_avg_fn=_ema_with_warmup(cfg.ema_decay), use_buffers=True)
             if cfg.ema_decay > 0
             else None
         )
