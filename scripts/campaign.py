@@ -29,10 +29,10 @@ from agad.experiments.grid import run_grid, run_name
 CANDIDATES: dict[str, dict] = {
     "literal": {},
     "no-ca": {"ca": False},
-    "detach-ema": {"detach_pseudo": True, "ema_decay": 0.999},
-    "advprop-detach-ema": {"advprop": True, "detach_pseudo": True, "ema_decay": 0.999},
-    "bounded-detach-ema": {"adcon_form": "bounded", "adcon_margin": 0.2, "detach_pseudo": True, "ema_decay": 0.999},
-    "reciprocal-detach-ema": {"adcon_form": "reciprocal", "detach_pseudo": True, "ema_decay": 0.999},
+    "detach-ema": {"detach_pseudo": True, "ema_decay": 0.995},
+    "advprop-detach-ema": {"advprop": True, "detach_pseudo": True, "ema_decay": 0.995},
+    "bounded-detach-ema": {"adcon_form": "bounded", "adcon_margin": 0.2, "detach_pseudo": True, "ema_decay": 0.995},
+    "reciprocal-detach-ema": {"adcon_form": "reciprocal", "detach_pseudo": True, "ema_decay": 0.995},
 }
 SELECTION_CLASSES = [0, 1, 4, 6]  # T-shirt, Trouser, Coat, Shirt: easy and hard classes
 

@@ -252,8 +252,11 @@ class AGADTrainer:
         anomaly_gen = torch.Generator().manual_seed(cfg.seed + 1)
         stream = _anomaly_stream(len(x_anomaly), anomaly_gen) if has_anomalies else None
 
-        n_a = max(cfg.min_anomalies_per_batch, round(cfg.gamma * cfg.batch_size)) if has_anomalies else 0
-        n_n = cfg.batch_size - n_a
+        # batch_size counts normal images; labelled anomalies ride on top, at least min_anomalies_per_batch of
+        # them (Algorithm 1), so an epoch has as many steps with and without labelled anomalies.
+        ratio = cfg.gamma / (1.0 - cfg.gamma)
+        n_a = max(cfg.min_anomalies_per_batch, round(ratio * cfg.batch_size)) if has_anomalies else 0
+        n_n = cfg.batch_size
         n = len(x_normal)
         last_epoch = self.epoch + epochs
         for _ in range(epochs):
