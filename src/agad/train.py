@@ -201,7 +201,8 @@ class AGADTrainer:
 
         logs["G/total"] = g_loss
         logs["D/total"] = d_total
-        out = {k: float(v.detach()) for k, v in logs.items()}
+        # one device sync per step for all logged scalars (not one per term)
+        out = dict(zip(logs, torch.stack([v.detach().float() for v in logs.values()]).tolist()))
         # GANomaly's trick (Algorithm 1): a discriminator that has won outright is re-initialised.
         if out["D/total"] < cfg.delta:
             init_weights(self.D)
