@@ -8,3 +8,4 @@ reconstruction); the anomaly score is the reconstruction error.
 __version__ = "0.1.0"
 
 __all__ = ["__version__"]
+def __getattr__(name): return __import__("agad.detector", fromlist=["AGAD"]).AGAD if name == "AGAD" else object.__getattribute__(__import__(__name__), name)  # noqa: E501,E704 - lazy: `import agad` stays light

@@ -1,0 +1,168 @@
+"""Export a trained model for serving: ``agad export RUN_DIR --format {onnx,torchscript} --out FILE``.
+
+The exported module maps a float image batch in [-1, 1], shape (B, C, S, S)
+(input name ``image``; uint8 pixels become ``x / 127.5 - 1``), to
+``(reconstruction, score)``: G(x) of the same shape and the anomaly score
+``||x - G(x)||_2`` per image, shape (B,). The batch axis is dynamic; C and S
+are the model's (see ``preprocessing`` in the run's config.json, which the
+export also embeds: ONNX ``metadata_props`` / the TorchScript extra file
+``agad.json``, holding the threshold too).
+
+The networks are exported in eval mode (BN running statistics) and fp32; the
+auxiliary AdvProp BN is a training-time device and is not part of the
+exported graph. ONNX uses PyTorch's TorchScript-based exporter
+(``torch.onnx.export(..., dynamo=False)``): the newer torch.export-based one
+needs the ``onnxscript`` package and gains nothing for these plain conv
+nets. Files are written to a temporary name and renamed, so a failed export
+leaves nothing behind.
+
+Example:
+    >>> export_model("runs/demo", "demo.onnx", format="onnx")  # doctest: +SKIP
+    >>> import onnxruntime as ort                                # doctest: +SKIP
+    >>> ort.InferenceSession("demo.onnx").run(None, {"image": x})  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import json
+import os
+import tempfile
+import warnings
+from pathlib import Path
+
+import torch
+from torch import Tensor, nn
+
+from .errors import AgadError
+from .nets import SwitchableBatchNorm2d
+
+__all__ = ["FORMATS", "ScoringModule", "export_model"]
+
+FORMATS = ("onnx", "torchscript")
+ONNX_OPSET = 17  # widely supported by runtimes; every op here (conv, BN, reflect pad) is in it
+INPUT_NAME, OUTPUT_NAMES = "image", ("reconstruction", "score")
+
+
+class ScoringModule(nn.Module):
+    """(B, C, S, S) image in [-1, 1] -> (reconstruction (B, C, S, S), score (B,)).
+
+    >>> from agad.nets import build_generator
+    >>> m = ScoringModule(build_generator("naive", in_channels=1, image_size=32)).eval()
+    >>> [t.shape for t in m(torch.zeros(2, 1, 32, 32))]
+    [torch.Size([2, 1, 32, 32]), torch.Size([2])]
+    """
+
+    def __init__(self, generator: nn.Module):
+        super().__init__()
+        self.generator = generator
+
+    def forward(self, image: Tensor) -> tuple[Tensor, Tensor]:
+        recon = self.generator(image)
+        if hasattr(self.generator, "anomaly_score"):  # baselines that score otherwise (as in score_images)
+            return recon, self.generator.anomaly_score(image)
+        return recon, (image - recon).flatten(1).norm(dim=1)  # A(x) = ||x - G(x)||_2, as losses.anomaly_score
+
+
+def _inference_copy(G: nn.Module) -> nn.Module:
+    G = copy.deepcopy(G).to("cpu", torch.float32).to(memory_format=torch.contiguous_format).eval()
+    for m in G.modules():  # main BN, running statistics: the inference path
+        if isinstance(m, SwitchableBatchNorm2d):
+            m.route, m.frozen = "main", False
+    for p in G.parameters():
+        p.requires_grad_(False)
+    return G
+
+
+@contextlib.contextmanager
+def _atomic_path(final: Path):
+    """Yield a temporary file name beside ``final``; rename it into place on success, delete it on error."""
+    final.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent)
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes the file private; an exported model is meant to be shared
+        os.replace(tmp, final)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def export_model(
+    run_dir: str | os.PathLike,
+    out: str | os.PathLike,
+    *,
+    format: str = "onnx",
+    overwrite: bool = False,
+    opset: int = ONNX_OPSET,
+) -> Path:
+    """Export the scoring generator of ``run_dir`` to ``out``; returns ``out``.
+
+    Raises AgadError for an unknown ``format``, an existing ``out`` (unless
+    ``overwrite``) or a bad run directory; nothing is written then.
+
+    >>> export_model("runs/demo", "demo.pt", format="torchscript")  # doctest: +SKIP
+    PosixPath('demo.pt')
+    """
+    from .pipeline import load_generator
+
+    if format not in FORMATS:
+        raise AgadError(f"The 'format' parameter must be one of {', '.join(FORMATS)}. Got {format!r} instead.")
+    out = Path(out)
+    if out.is_dir():
+        raise AgadError(f"--out {out} is a directory; give a file name such as {out / ('model.' + _suffix(format))}")
+    if out.exists() and not overwrite:
+        raise AgadError(f"output file {out} already exists; choose another --out or pass --force to replace it")
+    _, meta, G = load_generator(run_dir)
+    channels, size = int(meta["model"]["in_channels"]), int(meta["model"]["image_size"])
+    module = ScoringModule(_inference_copy(G)).eval()
+    example = torch.zeros(2, channels, size, size)  # batch 2: nothing may specialise on a batch of 1
+    info = {
+        "input": f"{INPUT_NAME}: float32 (batch, {channels}, {size}, {size}) in [-1, 1] (uint8 x -> x / 127.5 - 1)",
+        "outputs": "reconstruction: G(x), same shape; score: ||x - G(x)||_2 per image (higher = more anomalous)",
+        "threshold": meta.get("threshold"),
+        "preprocessing": meta.get("preprocessing"),
+        "backbone": meta["model"].get("backbone"),
+        "agad_version": meta.get("agad_version"),
+    }
+    with _atomic_path(out) as tmp, torch.no_grad(), warnings.catch_warnings():
+        # The tracer notes that shape checks become constants: right, C and S are fixed by the model.
+        warnings.simplefilter("ignore", torch.jit.TracerWarning)
+        # TorchScript and the TorchScript-based ONNX exporter are deprecated upstream but still work and still
+        # load in libtorch / every ONNX runtime; the user asked for them, so their notices are not repeated here.
+        warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"torch\.(jit|onnx)")
+        warnings.filterwarnings("ignore", message=r".*legacy TorchScript-based ONNX export.*")
+        if format == "onnx":
+            _export_onnx(module, example, tmp, opset, info)
+        else:
+            traced = torch.jit.trace(module, example)
+            torch.jit.save(traced, str(tmp), _extra_files={"agad.json": json.dumps(info)})
+    return out
+
+
+def _suffix(format: str) -> str:
+    return "onnx" if format == "onnx" else "pt"
+
+
+def _export_onnx(module: nn.Module, example: Tensor, path: Path, opset: int, info: dict) -> None:
+    try:
+        import onnx
+    except ImportError:
+        raise AgadError("ONNX export needs the onnx package: pip install 'agad[export]'") from None
+    batch = {0: "batch"}
+    torch.onnx.export(
+        module, (example,), str(path), input_names=[INPUT_NAME], output_names=list(OUTPUT_NAMES),
+        dynamic_axes={INPUT_NAME: batch, OUTPUT_NAMES[0]: batch, OUTPUT_NAMES[1]: batch},
+        opset_version=opset, dynamo=False,
+    )
+    model = onnx.load(str(path))
+    for key, value in info.items():
+        entry = model.metadata_props.add()
+        entry.key, entry.value = f"agad.{key}", json.dumps(value)
+    onnx.checker.check_model(model)
+    onnx.save(model, str(path))

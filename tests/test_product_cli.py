@@ -1,0 +1,279 @@
+"""`agad predict`, `agad data fetch` and `agad train --config FILE.toml`: results, and one-line errors (exit 2)."""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import hashlib
+import importlib
+import json
+import struct
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from agad import AGAD
+from agad.cli import main
+from agad.errors import AgadError
+
+fetch_mod = importlib.import_module("agad.data.fetch")
+
+
+def run_cli(argv, capsys) -> tuple[int, str, str]:
+    """Exit code, stdout and stderr of the CLI, whether main returns the code or argparse exits with it."""
+    try:
+        code = main([str(a) for a in argv])
+    except SystemExit as exc:
+        code = int(exc.code)
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def assert_one_line_error(code, err, *needles):
+    assert code == 2, err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("agad") and "Traceback" not in err, err
+    for n in needles:
+        assert n.lower() in lines[0].lower(), (n, lines[0])
+
+
+def idx_bytes(arr: np.ndarray) -> bytes:
+    header = struct.pack(">BBBB", 0, 0, 0x08, arr.ndim) + struct.pack(f">{arr.ndim}I", *arr.shape)
+    return gzip.compress(header + arr.astype(np.uint8).tobytes())
+
+
+def make_idx_dir(root: Path, n_train: int = 60, n_test: int = 20) -> Path:
+    """A tiny MNIST-format dataset (28x28, 10 classes)."""
+    rng = np.random.default_rng(0)
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "train-images-idx3-ubyte.gz").write_bytes(idx_bytes(rng.integers(0, 255, (n_train, 28, 28))))
+    (root / "train-labels-idx1-ubyte.gz").write_bytes(idx_bytes(np.arange(n_train) % 10))
+    (root / "t10k-images-idx3-ubyte.gz").write_bytes(idx_bytes(rng.integers(0, 255, (n_test, 28, 28))))
+    (root / "t10k-labels-idx1-ubyte.gz").write_bytes(idx_bytes(np.arange(n_test) % 10))
+    return root
+
+
+# ------------------------------------------------------------------ train --config FILE.toml
+@pytest.fixture(scope="module")
+def toml_run(tmp_path_factory):
+    """`agad train --config` with a TOML file, one value overridden by a flag: the run the predict tests use."""
+    root = tmp_path_factory.mktemp("toml")
+    data = make_idx_dir(root / "idx")
+    cfg = root / "train.toml"
+    cfg.write_text(
+        f'data = "{data}"\nnormal_class = 1\nepochs = 3\nbatch_size = 4\nw_con = 40.0\nseed = 3\n'
+        'device = "cpu"\nprecision = "fp32"\n'
+    )
+    out = root / "run"
+    code = main(["train", "--config", str(cfg), "--epochs", "1", "--no-progress", "--out", str(out)])
+    assert code == 0
+    return out
+
+
+def test_toml_sets_values_and_flags_override_them(toml_run):
+    saved = json.loads((toml_run / "config.json").read_text())["config"]
+    assert saved["epochs"] == 1  # flag beats the file
+    assert saved["w_con"] == 40.0 and saved["batch_size"] == 4 and saved["seed"] == 3 and saved["normal_class"] == 1
+    assert saved["w_adv"] == 1.0  # neither: the default
+    assert len((toml_run / "history.jsonl").read_text().splitlines()) == 1
+
+
+def test_toml_train_table_is_read(tmp_path, capsys):
+    cfg = tmp_path / "t.toml"
+    cfg.write_text("[train]\ngamma = 1.5\n")  # read from the [train] table, then validated
+    code, _, err = run_cli(["train", "--config", cfg, "--no-progress", "--out", tmp_path / "run"], capsys)
+    assert_one_line_error(code, err, "gamma", "1.5")
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize(
+    "text, needles",
+    [
+        ("epoch = 3\n", ["unknown key 'epoch'", "t.toml"]),
+        ("epochs = [\n", ["not valid toml"]),
+        (None, ["does not exist"]),
+    ],
+)
+def test_bad_config_file_is_one_line_and_no_run(tmp_path, capsys, text, needles):
+    cfg = tmp_path / "t.toml"
+    if text is not None:
+        cfg.write_text(text)
+    code, _, err = run_cli(["train", "--config", cfg, "--no-progress", "--out", tmp_path / "run"], capsys)
+    assert_one_line_error(code, err, *needles)
+    assert not (tmp_path / "run").exists()
+
+
+# ------------------------------------------------------------------ predict
+@pytest.fixture(scope="module")
+def images(tmp_path_factory):
+    """Grayscale and colour images of several sizes and formats, one in a sub-folder."""
+    root = tmp_path_factory.mktemp("images")
+    rng = np.random.default_rng(1)
+    Image.fromarray(rng.integers(0, 255, (28, 28), dtype=np.uint8)).save(root / "b_gray.png")
+    Image.fromarray(rng.integers(0, 255, (40, 50, 3), dtype=np.uint8)).save(root / "a_colour.jpg")
+    (root / "sub").mkdir()
+    Image.fromarray(rng.integers(0, 65535, (20, 20), dtype=np.uint16)).save(root / "sub" / "c_16bit.png")
+    Image.fromarray(rng.integers(0, 255, (64, 64, 3), dtype=np.uint8)).save(root / "sub" / "d.bmp")
+    (root / "notes.txt").write_text("not an image: ignored in folders")
+    single = tmp_path_factory.mktemp("single") / "e.tiff"
+    Image.fromarray(rng.integers(0, 255, (32, 32), dtype=np.uint8)).save(single)
+    return root, single
+
+
+def read_csv(path: Path) -> list[dict[str, str]]:
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def test_predict_writes_csv_and_overlays(toml_run, images, tmp_path, capsys):
+    folder, single = images
+    out, overlays = tmp_path / "scores.csv", tmp_path / "overlays"
+    code, stdout, err = run_cli(["predict", toml_run, folder, single, "--out", out, "--overlays", overlays,
+                                 "--batch-size", "2"], capsys)
+    assert code == 0, err
+    assert str(out) in stdout
+    rows = read_csv(out)
+    assert list(rows[0]) == ["path", "score", "label"]
+    expected = [folder / "a_colour.jpg", folder / "b_gray.png", folder / "sub" / "c_16bit.png",
+                folder / "sub" / "d.bmp", single]
+    assert [r["path"] for r in rows] == [str(p) for p in expected]  # folders recursive and sorted
+    model = AGAD.load(toml_run)
+    scores = model.decision_function(expected)
+    np.testing.assert_allclose([float(r["score"]) for r in rows], scores, rtol=1e-5)
+    assert [int(r["label"]) for r in rows] == [int(s > model.threshold_) for s in scores]
+    pngs = sorted(overlays.glob("*.png"))
+    assert [p.name for p in pngs] == ["0000_a_colour.png", "0001_b_gray.png", "0002_c_16bit.png", "0003_d.png",
+                                      "0004_e.png"]
+    for p in pngs:
+        with Image.open(p) as im:
+            assert im.format == "PNG" and im.size[0] > 200
+    assert not [p for p in tmp_path.rglob(".*")]  # no temporary files left
+
+
+@pytest.mark.parametrize("case", ["unreadable", "missing", "empty_folder", "bad_run", "exists", "batch"])
+def test_predict_errors_are_one_line_and_write_nothing(toml_run, images, tmp_path, capsys, case):
+    folder, _ = images
+    out, overlays = tmp_path / "scores.csv", tmp_path / "overlays"
+    paths, run, extra, needles = [folder], toml_run, [], []
+    if case == "unreadable":
+        bad = tmp_path / "in" / "broken.png"
+        bad.parent.mkdir()
+        bad.write_bytes(b"\x89PNG not really")
+        paths, needles = [folder, bad.parent], ["cannot read image", str(bad)]
+    elif case == "missing":
+        paths, needles = [tmp_path / "nope.png"], ["nope.png", "does not exist"]
+    elif case == "empty_folder":
+        (tmp_path / "empty").mkdir()
+        paths, needles = [tmp_path / "empty"], ["holds no images"]
+    elif case == "bad_run":
+        run, needles = tmp_path / "no-run", ["run directory", "does not exist"]
+    elif case == "exists":
+        out.write_text("keep me")
+        needles = ["already exists", "--force"]
+    elif case == "batch":
+        extra, needles = ["--batch-size", "0"], ["positive integer"]
+    code, _, err = run_cli(["predict", run, *paths, "--out", out, "--overlays", overlays, *extra], capsys)
+    assert_one_line_error(code, err, *needles)
+    if case == "exists":
+        assert out.read_text() == "keep me"
+    else:
+        assert not out.exists()
+    assert not overlays.exists()
+
+
+def test_model_from_agad_train_run_loads(toml_run, images):
+    model = AGAD.load(toml_run)
+    assert model.n_channels_in_ == 1 and model.image_size_ == 32
+    assert model.get_params()["w_con"] == 40.0 and model.get_params()["random_state"] == 3
+    assert model.threshold_source_ == "contamination"
+    assert model.predict(images[0]).shape == (4,)
+    assert not hasattr(model, "decision_scores_")
+    with pytest.raises(AgadError, match="agad train"):
+        model.predict_proba(images[0])
+
+
+# ------------------------------------------------------------------ data fetch
+class FileHandler(BaseHTTPRequestHandler):
+    files: dict[str, bytes] = {}
+
+    def do_GET(self):  # noqa: N802 (http.server's naming)
+        body = self.files.get(self.path.lstrip("/"))
+        if body is None:
+            self.send_error(404)
+            return
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):  # keep test output quiet
+        pass
+
+
+@pytest.fixture
+def mirror(monkeypatch, tmp_path):
+    """A local HTTP server holding a tiny MNIST, registered as the 'mnist' source (nothing leaves 127.0.0.1)."""
+    for var in ("http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY", "all_proxy", "ALL_PROXY"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("AGAD_DATA_DIR", str(tmp_path / "data-home"))
+    rng = np.random.default_rng(0)
+    files = {
+        "train-images-idx3-ubyte.gz": idx_bytes(rng.integers(0, 255, (10, 28, 28))),
+        "train-labels-idx1-ubyte.gz": idx_bytes(np.arange(10) % 10),
+        "t10k-images-idx3-ubyte.gz": idx_bytes(rng.integers(0, 255, (4, 28, 28))),
+        "t10k-labels-idx1-ubyte.gz": idx_bytes(np.arange(4)),
+    }
+    FileHandler.files = dict(files)
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), FileHandler)
+    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    url = f"http://127.0.0.1:{httpd.server_address[1]}/"
+    remotes = tuple(fetch_mod.Remote(n, len(b), hashlib.sha256(b).hexdigest()) for n, b in files.items())
+    monkeypatch.setitem(fetch_mod.SOURCES, "mnist", (url, remotes))
+    yield url, files
+    httpd.shutdown()
+    httpd.server_close()
+
+
+def test_data_fetch_says_where_the_files_are(mirror, tmp_path, capsys):
+    _, files = mirror
+    dest = tmp_path / "mnist-here"
+    code, out, err = run_cli(["data", "fetch", "mnist", "--dest", dest, "--no-progress"], capsys)
+    assert code == 0, err
+    assert str(dest) in out and "--data" in out
+    assert sorted(p.name for p in dest.iterdir()) == sorted(files)
+    # default destination: where `agad train --data mnist` looks
+    code, out, _ = run_cli(["data", "fetch", "mnist", "--no-progress"], capsys)
+    assert code == 0 and str(tmp_path / "data-home" / "mnist") in out
+
+
+def test_data_fetch_from_a_mirror_url(mirror, tmp_path, capsys, monkeypatch):
+    url, files = mirror
+    monkeypatch.setitem(fetch_mod.SOURCES, "mnist", ("http://127.0.0.1:9/unused/", fetch_mod.SOURCES["mnist"][1]))
+    code, _, err = run_cli(["data", "fetch", "mnist", "--dest", tmp_path / "m", "--base-url", url,
+                            "--no-progress"], capsys)
+    assert code == 0, err
+    assert len(list((tmp_path / "m").iterdir())) == len(files)
+
+
+def test_data_fetch_errors_are_one_line(mirror, tmp_path, capsys, monkeypatch):
+    code, _, err = run_cli(["data", "fetch", "imagenet"], capsys)
+    assert_one_line_error(code, err, "invalid choice", "fashion-mnist")
+    code, _, err = run_cli(["data"], capsys)
+    assert_one_line_error(code, err, "required")
+    # a file whose checksum does not match: exit 2, nothing kept under its final name
+    _, files = mirror
+    name = "train-labels-idx1-ubyte.gz"
+    FileHandler.files[name] = files[name][:-1] + b"X"
+    dest = tmp_path / "bad"
+    code, _, err = run_cli(["data", "fetch", "mnist", "--dest", dest, "--no-progress"], capsys)
+    assert_one_line_error(code, err, "sha-256", name)
+    assert not (dest / name).exists() and not (dest / (name + ".part")).exists()
+    # nobody listening
+    code, _, err = run_cli(["data", "fetch", "mnist", "--dest", tmp_path / "x", "--base-url",
+                            "http://127.0.0.1:9/", "--no-progress"], capsys)
+    assert_one_line_error(code, err, "cannot reach")
