@@ -134,13 +134,18 @@ def test_ema_scores_with_averaged_weights(mnist_split):
     assert not torch.equal(p_ema, p)
 
 
-def test_short_run_on_mnist_sample_beats_chance():
-    # Digit 0 normal, 6 epochs over its 400 training images; chance is 0.5.
-    split = one_class_split(load_dataset("mnist-sample"), 0, seed=0)
-    tr = make_trainer(epochs=6, batch_size=64)
-    tr.fit(torch.from_numpy(split.x_normal), progress=False)
-    auroc = auroc_of(split.y_test, score_images(tr.G, split.x_test))
-    assert auroc > 0.8, auroc
+def test_default_run_on_mnist_sample_beats_chance_and_does_not_collapse():
+    # The demo's setting: digit 0 normal, the default 15-epoch budget over its 400 training images.
+    # Test AUROC is tracked per epoch for this check only (issue 7's regression guard), never used to pick.
+    from agad.pipeline import train
+
+    result = train(TrainConfig(normal_class=0, precision="fp32", device="cpu", track_test_auroc=True), None,
+                   progress=False)
+    curve = [h["test/auroc"] for h in result.trainer.history]
+    final = auroc_of(result.split.y_test, score_images(result.trainer.scoring_generator, result.split.x_test))
+    assert final == pytest.approx(curve[-1])
+    assert final > 0.9, curve  # chance is 0.5
+    assert final >= max(curve) - 0.05, curve  # ends near its best: no collapse at the end of training
 
 
 def _bn_stats(G):

@@ -65,12 +65,14 @@ class TrainConfig:
     advprop: bool = False  # auxiliary BN for the pseudo-anomaly pass G(x̂)
     freeze_bn_anomalies: bool = False  # BN neither updates statistics nor trains affine params on labelled anomalies
 
-    # --- stability options (issue 7); defaults reproduce the paper literally ---
-    detach_pseudo: bool = False  # feed x̂.detach() to the pseudo-anomaly pass: no gradient through the first pass
+    # --- stability options (issue 7) ---
+    # Defaults chosen on validation data carved from *training* images (docs/STABILITY.md): detaching x̂
+    # and scoring with an EMA of G. The paper-literal recipe is detach_pseudo=False, ema_decay=0.
+    detach_pseudo: bool = True  # feed x̂.detach() to the pseudo-anomaly pass: no gradient through the first pass
     adcon_form: str = "linear"  # linear: -|x̂ - G(x̂)| (paper); reciprocal: 1/(|.|+eps); bounded: -min(|.|, margin)
     adcon_margin: float = 0.5  # only for adcon_form="bounded": distance beyond which no more push
     adcon_warmup_epochs: float = 0.0  # λadcon ramps linearly from 0 over this many epochs
-    ema_decay: float = 0.0  # > 0: keep an exponential moving average of G and score with it
+    ema_decay: float = 0.995  # > 0: keep an exponential moving average of G and score with it (0 = off)
     grad_clip: float = 0.0  # > 0: clip G's gradient norm
 
     # --- runtime ---

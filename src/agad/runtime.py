@@ -67,11 +67,11 @@ def init_distributed(device: torch.device) -> DistInfo:
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world <= 1:
         return DistInfo()
+    if device.type == "cuda":  # before the group: NCCL binds each process to its current GPU
+        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
     if not dist.is_initialized():
         backend = "nccl" if device.type == "cuda" else "gloo"
         dist.init_process_group(backend=backend)
-    if device.type == "cuda":
-        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
     return DistInfo(rank=dist.get_rank(), world_size=dist.get_world_size())
 
 

@@ -94,8 +94,13 @@ def _field_types() -> dict[str, Any]:
     return typing.get_type_hints(TrainConfig)
 
 
+# Run names were first built against these values; later changes of TrainConfig's defaults must not
+# rename existing runs (the stability defaults of issue 7 changed after the first grids ran).
+NAME_BASELINE_OVERRIDES = {"detach_pseudo": False, "ema_decay": 0.0}
+
+
 def _defaults() -> dict[str, Any]:
-    return TrainConfig().to_dict()
+    return {**TrainConfig().to_dict(), **NAME_BASELINE_OVERRIDES}
 
 
 def canonical_config(cfg: TrainConfig) -> dict[str, Any]:

@@ -1,0 +1,70 @@
+"""Issue 7's table from saved run artefacts: final-epoch test AUROC and epoch-to-epoch spread per recipe.
+
+The spread is max - min of the per-epoch test AUROC over the last half of
+training; it is computed from the diagnostic ``test/auroc`` that the runs
+logged and is never used to choose anything.
+
+    python scripts/stability_report.py results/fmnist > docs/STABILITY.md
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import sys
+from collections import defaultdict
+from pathlib import Path
+
+RECIPES = {
+    "paper-literal": lambda c: c["ca"] and not c["detach_pseudo"] and c["ema_decay"] == 0 and not c["advprop"],
+    "new default (detach + EMA)": lambda c: c["ca"] and c["detach_pseudo"] and c["ema_decay"] > 0 and not c["advprop"],
+    "w/o C.A.": lambda c: not c["ca"] and not c["detach_pseudo"] and c["ema_decay"] == 0,
+}
+
+
+def load_runs(root: Path):
+    for metrics in sorted(root.rglob("metrics.json")):
+        run = metrics.parent
+        cfg = json.loads((run / "config.json").read_text())["config"]
+        if cfg["val_fraction"] > 0 or cfg["method"] != "agad" or cfg["backbone"] != "naive":
+            continue  # selection runs and other tables are reported elsewhere
+        hist = [json.loads(line) for line in (run / "history.jsonl").read_text().splitlines() if line.strip()]
+        curve = [h["test/auroc"] for h in hist if "test/auroc" in h]
+        tail = curve[len(curve) // 2 :]
+        yield cfg, json.loads(metrics.read_text())["auroc"], (max(tail) - min(tail)) if tail else float("nan")
+
+
+def main(root: Path) -> str:
+    cells: dict[tuple[str, float, int], list[tuple[float, float]]] = defaultdict(list)
+    for cfg, auroc, spread in load_runs(root):
+        for name, match in RECIPES.items():
+            if match(cfg):
+                cells[(name, cfg["gamma"], cfg["normal_class"])].append((100 * auroc, 100 * spread))
+    gammas = sorted({g for _, g, _ in cells})
+    classes = sorted({c for _, _, c in cells})
+    out = ["| recipe | gamma | " + " | ".join(f"c{c}" for c in classes) + " | mean | max spread | seeds |",
+           "|---|---|" + "---|" * len(classes) + "---|---|---|"]
+    for g in gammas:
+        for name in RECIPES:
+            vals, spreads, seeds = [], [], set()
+            row = []
+            for c in classes:
+                runs = cells.get((name, g, c), [])
+                if not runs:
+                    row.append("–")
+                    continue
+                a = statistics.mean(r[0] for r in runs)
+                s = max(r[1] for r in runs)
+                vals.append(a)
+                spreads.append(s)
+                seeds.add(len(runs))
+                row.append(f"{a:.1f} ({s:.1f})")
+            if not vals:
+                continue
+            mean = f"{statistics.mean(vals):.1f}" if len(vals) == len(classes) else f"({statistics.mean(vals):.1f}, partial)"
+            out.append(f"| {name} | {g:g} | " + " | ".join(row) + f" | {mean} | {max(spreads):.1f} | {'/'.join(map(str, sorted(seeds)))} |")
+    return "\n".join(out)
+
+
+if __name__ == "__main__":
+    print(main(Path(sys.argv[1])))
