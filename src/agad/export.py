@@ -110,14 +110,11 @@ def export_model(
     PosixPath('demo.pt')
     """
     from .pipeline import load_generator
+    from .runs import check_output_file
 
     if format not in FORMATS:
         raise AgadError(f"The 'format' parameter must be one of {', '.join(FORMATS)}. Got {format!r} instead.")
-    out = Path(out)
-    if out.is_dir():
-        raise AgadError(f"--out {out} is a directory; give a file name such as {out / ('model.' + _suffix(format))}")
-    if out.exists() and not overwrite:
-        raise AgadError(f"output file {out} already exists; choose another --out or pass --force to replace it")
+    out = check_output_file(out, overwrite=overwrite, example="model." + _suffix(format))
     _, meta, G = load_generator(run_dir)
     channels, size = int(meta["model"]["in_channels"]), int(meta["model"]["image_size"])
     module = ScoringModule(_inference_copy(G)).eval()

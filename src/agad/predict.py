@@ -294,15 +294,11 @@ def predict_images(
         >>> predict_images("runs/demo", ["digits/"], out="scores.csv", overlays="overlays")  # doctest: +SKIP
     """
     from .detector import AGAD
-    from .runs import write_scores_csv
+    from .runs import check_output_file, write_scores_csv
 
     if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1):
         raise AgadError(f"The 'batch_size' parameter must be a positive integer. Got {batch_size!r} instead.")
-    out = Path(out)
-    if out.is_dir():
-        raise AgadError(f"--out {out} is a directory; give a file name such as {out / 'scores.csv'}")
-    if out.exists() and not overwrite:
-        raise AgadError(f"output file {out} already exists; choose another --out or pass --force to replace it")
+    out = check_output_file(out, overwrite=overwrite, example="scores.csv")
     if overlays is not None and Path(overlays).exists() and not Path(overlays).is_dir():
         raise AgadError(f"--overlays {overlays} exists and is not a directory; give a folder name")
     model = AGAD.load(run_dir, device=device)

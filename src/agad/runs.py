@@ -73,6 +73,16 @@ def atomic_write_json(path: Path, obj: Any) -> None:
     atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True) + "\n")
 
 
+def check_output_file(out: Path, *, overwrite: bool, example: str) -> Path:
+    """Refuse a directory or an existing file as an output path before any work is done."""
+    out = Path(out)
+    if out.is_dir():
+        raise AgadError(f"--out {out} is a directory; give a file name such as {out / example}")
+    if out.exists() and not overwrite:
+        raise AgadError(f"output file {out} already exists; choose another --out or pass --force to replace it")
+    return out
+
+
 @contextlib.contextmanager
 def staging_dir(final: Path, *, overwrite: bool = False) -> Iterator[Path]:
     """Yield a hidden temporary directory beside ``final``; rename it into place on success.
