@@ -215,3 +215,25 @@ def test_grad_clip_bounds_the_generator_update(mnist_split):
         torch.nn.utils.clip_grad_norm_ = orig
     assert seen["norm"] <= 1e-6 * 1.01
     assert any(not torch.equal(b, p) for b, p in zip(before, tr.G.parameters()))
+
+
+@pytest.mark.parametrize("bad, match", [
+    ({"ca": "no"}, "'ca' parameter must be true or false"),
+    ({"data": 5}, "'data' parameter"),
+    ({"method": "ganomaly", "gamma": 0.05}, "semi-supervised"),
+    ({"backbone": "resnet"}, "naive, unet, unetpp"),
+])
+def test_config_rejects_bad_values_with_a_named_parameter(bad, match):
+    from agad.errors import AgadError
+
+    with pytest.raises(AgadError, match=match):
+        TrainConfig(**bad)
+
+
+def test_mismatched_weights_are_a_clear_error(tmp_path):
+    from agad.errors import AgadError
+    from agad.runs import load_weights, save_weights
+
+    save_weights(build_generator("naive", in_channels=1, image_size=32), tmp_path / "g.safetensors")
+    with pytest.raises(AgadError, match="do not fit"):
+        load_weights(build_generator("naive", in_channels=3, image_size=32), tmp_path / "g.safetensors")

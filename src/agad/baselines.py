@@ -92,9 +92,13 @@ def make_scorer(cfg: TrainConfig, G: nn.Module, D: nn.Module) -> nn.Module:
 class BaselineTrainer(AGADTrainer):
     """Same loop, data path and D step as AGAD; only the generator's loss differs.
 
-    Labelled anomalies are not used by these semi-supervised baselines (gamma
-    must be 0 for them; the pipeline passes none).
+    Labelled anomalies are not used by these semi-supervised baselines: the
+    config refuses gamma > 0 for them.
     """
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.G_ema = None  # the baselines score with G itself, as their papers do
 
     @property
     def scoring_generator(self) -> nn.Module:
@@ -131,7 +135,5 @@ class BaselineTrainer(AGADTrainer):
         out = {f"G/{k}": float(v.detach()) for k, v in terms.items()}
         out["G/total"] = float(g_loss.detach())
         out["D/total"] = float(d_loss.detach())
-        if out["D/total"] < self.cfg.delta:
-            init_weights(self.D)
-            self.d_resets += 1
+        self._maybe_reset_discriminator(out["D/total"])
         return out

@@ -111,6 +111,12 @@ class TrainConfig:
                 rb = ")" if hi_open else "]"
                 raise AgadError(f"The '{name}' parameter must be in {lb}{lo}, {hi}{rb}. Got {value!r} instead.")
 
+        if not isinstance(self.data, str) or not self.data:
+            raise AgadError(f"The 'data' parameter must be a dataset name or a directory. Got {self.data!r} instead.")
+        for flag in ("ca", "advprop", "freeze_bn_anomalies", "detach_pseudo", "channels_last", "compile",
+                     "track_test_auroc"):
+            if not isinstance(getattr(self, flag), bool):
+                raise AgadError(f"The '{flag}' parameter must be true or false. Got {getattr(self, flag)!r} instead.")
         choice("method", METHODS)
         choice("backbone", BACKBONES)
         choice("protocol", PROTOCOLS)
@@ -135,6 +141,11 @@ class TrainConfig:
         number("val_fraction", 0, 1, hi_open=True)
         number("seed", 0, 2**32 - 1, integer=True)
         number("num_threads", 0, 4096, integer=True)
+        if self.method != "agad" and self.gamma > 0:
+            raise AgadError(
+                f"method {self.method} is semi-supervised and ignores labelled anomalies; use gamma 0 "
+                f"(got {self.gamma}) or method agad"
+            )
         if self.known_classes is not None:
             number("known_classes", 1, 10_000, integer=True)
         if self.image_size is not None:

@@ -133,7 +133,13 @@ def load_weights(module: nn.Module, path: Path) -> nn.Module:
         state = load_file(str(path))
     except Exception as exc:  # safetensors raises its own error types
         raise AgadError(f"cannot read weights {path}: {exc}; the file is corrupt, re-train or re-export it") from None
-    missing, unexpected = module.load_state_dict(state, strict=False)
+    try:
+        missing, unexpected = module.load_state_dict(state, strict=False)
+    except RuntimeError:  # shape mismatch: config.json and the weights disagree
+        raise AgadError(
+            f"weights {path} do not fit the network described in config.json (tensor shapes differ); "
+            "the run directory is inconsistent, re-train it"
+        ) from None
     if missing or unexpected:
         raise AgadError(
             f"weights {path} do not match the network described in config.json "

@@ -182,7 +182,8 @@ class AGADTrainer:
                 with freeze:
                     xa_hat = self._g_fwd(x_a)
                     if cfg.anomaly_distance == "pseudo":
-                        dist_a = losses.contextual_loss(xa_hat, self._g_fwd(xa_hat))
+                        with aux_bn(self.G) if cfg.advprop else contextlib.nullcontext():  # a pseudo pass too
+                            dist_a = losses.contextual_loss(xa_hat, self._g_fwd(xa_hat))
                     else:
                         dist_a = losses.contextual_loss(x_a, xa_hat)
                 real_a_logits, z_a = self._d_fwd(x_a)
@@ -212,11 +213,25 @@ class AGADTrainer:
         logs["D/total"] = d_total
         # one device sync per step for all logged scalars (not one per term)
         out = dict(zip(logs, torch.stack([v.detach().float() for v in logs.values()]).tolist()))
-        # GANomaly's trick (Algorithm 1): a discriminator that has won outright is re-initialised.
-        if out["D/total"] < cfg.delta:
-            init_weights(self.D)
-            self.d_resets += 1
+        self._maybe_reset_discriminator(out["D/total"])
         return out
+
+    def _maybe_reset_discriminator(self, d_loss: float) -> None:
+        """GANomaly's trick (Algorithm 1): a discriminator that has won outright is re-initialised.
+
+        In a data-parallel run the decision uses the loss averaged over processes, so every copy of D
+        resets together (and from rank 0's new weights).
+        """
+        if self.dist.enabled:
+            t = torch.tensor([d_loss], dtype=torch.float64)
+            dist.all_reduce(t)
+            d_loss = float(t) / self.dist.world_size
+        if d_loss < self.cfg.delta:
+            init_weights(self.D)
+            if self.dist.enabled:
+                for t in list(self.D.parameters()) + list(self.D.buffers()):
+                    dist.broadcast(t.data, src=0)
+            self.d_resets += 1
 
     def _apply(self, opt: torch.optim.Optimizer, params, grads, *, clip: float) -> None:
         for p, g in zip(params, grads):
@@ -272,6 +287,8 @@ class AGADTrainer:
         for _ in range(epochs):
             t0 = time.perf_counter()
             order = torch.randperm(n, generator=gen)  # same on every process; each takes its shard
+            if self.dist.enabled:  # equal shards, so every process runs the same number of steps
+                order = order[: n - n % self.dist.world_size]
             order = order[self.dist.rank :: self.dist.world_size]
             batches = [order[i : i + n_n] for i in range(0, len(order), n_n)]
             if len(batches) > 1 and len(batches[-1]) < 2:  # BN needs two images
