@@ -26,7 +26,7 @@ def load_runs(root: Path):
     for metrics in sorted(root.rglob("metrics.json")):
         run = metrics.parent
         cfg = json.loads((run / "config.json").read_text())["config"]
-        if cfg["val_fraction"] > 0 or cfg["method"] != "agad" or cfg["backbone"] != "naive":
+        if cfg["val_fraction"] > 0 or cfg["method"] != "agad" or cfg["backbone"] != "naive" or not cfg["track_test_auroc"]:
             continue  # selection runs and other tables are reported elsewhere
         hist = [json.loads(line) for line in (run / "history.jsonl").read_text().splitlines() if line.strip()]
         curve = [h["test/auroc"] for h in hist if "test/auroc" in h]
