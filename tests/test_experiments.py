@@ -363,7 +363,7 @@ def test_run_name_is_stable_and_readable():
     other = cfg.replace(epochs=3)
     assert run_name(other) != run_name(cfg) and run_name(other)[:-8] == run_name(cfg)[:-8]
     assert "-noca-ap-fz-" in run_name(cfg.replace(ca=False, advprop=True, freeze_bn_anomalies=True))
-    assert run_name(cfg.replace(method="ganomaly")).startswith("fashion-mnist/ganomaly/c3-g0.05-s0-")
+    assert run_name(cfg.replace(method="ganomaly", gamma=0.0)).startswith("fashion-mnist/ganomaly/c3-g0-s0-")
     assert config_key(TrainConfig(data="./data/oct")) == config_key(TrainConfig(data="/mnt/copy/oct/"))
     assert config_key(TrainConfig(data="/data/oct")) != config_key(TrainConfig(data="/data/chest"))
 
