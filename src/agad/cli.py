@@ -12,7 +12,7 @@ import shlex
 import sys
 import tomllib
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from .config import ADCON_FORMS, ANOMALY_DISTANCES, BACKBONES, DEVICES, METHODS, PRECISIONS, PROTOCOLS, TrainConfig
 from .errors import AgadError
@@ -135,9 +135,6 @@ def cmd_demo(args: argparse.Namespace) -> int:
     print(f"test AUROC {100 * m['auroc']:.2f}% (AUPR {100 * m['aupr']:.2f}%), trained in {result.seconds:.1f}s")
     print(f"run directory: {result.run_dir} (reconstructions.png, config.json, weights, scores.csv)")
     return 0
-
-
-COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {}
 
 
 def build_parser() -> ArgumentParser:

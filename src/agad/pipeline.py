@@ -12,7 +12,6 @@ the run files; the CLI, the estimator and the experiment harness all call it.
 from __future__ import annotations
 
 import dataclasses
-import json
 import platform
 import sys
 import time
@@ -269,6 +268,3 @@ def evaluate(run_dir: str | Path, *, device: str = "auto", batch_size: int | Non
     atomic_write_json(run_dir / METRICS_FILE, metrics)
     return metrics
 
-
-def describe_metrics(m: dict[str, Any]) -> str:
-    return json.dumps({k: m[k] for k in ("auroc", "aupr")})

@@ -74,7 +74,3 @@ def init_distributed(device: torch.device) -> DistInfo:
         dist.init_process_group(backend=backend)
     return DistInfo(rank=dist.get_rank(), world_size=dist.get_world_size())
 
-
-def barrier(info: DistInfo) -> None:
-    if info.enabled:
-        dist.barrier()
