@@ -8,8 +8,6 @@ import hashlib
 import importlib
 import json
 import struct
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import numpy as np
@@ -197,25 +195,8 @@ def test_model_from_agad_train_run_loads(toml_run, images):
 
 
 # ------------------------------------------------------------------ data fetch
-class FileHandler(BaseHTTPRequestHandler):
-    files: dict[str, bytes] = {}
-
-    def do_GET(self):  # noqa: N802 (http.server's naming)
-        body = self.files.get(self.path.lstrip("/"))
-        if body is None:
-            self.send_error(404)
-            return
-        self.send_response(200)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args):  # keep test output quiet
-        pass
-
-
 @pytest.fixture
-def mirror(monkeypatch, tmp_path):
+def mirror(server, monkeypatch, tmp_path):
     """A local HTTP server holding a tiny MNIST, registered as the 'mnist' source (nothing leaves 127.0.0.1)."""
     for var in ("http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY", "all_proxy", "ALL_PROXY"):
         monkeypatch.delenv(var, raising=False)
@@ -227,16 +208,11 @@ def mirror(monkeypatch, tmp_path):
         "t10k-images-idx3-ubyte.gz": idx_bytes(rng.integers(0, 255, (4, 28, 28))),
         "t10k-labels-idx1-ubyte.gz": idx_bytes(np.arange(4)),
     }
-    FileHandler.files = dict(files)
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), FileHandler)
-    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    url = f"http://127.0.0.1:{httpd.server_address[1]}/"
+    handler, url = server
+    handler.files = dict(files)
     remotes = tuple(fetch_mod.Remote(n, len(b), hashlib.sha256(b).hexdigest()) for n, b in files.items())
     monkeypatch.setitem(fetch_mod.SOURCES, "mnist", (url, remotes))
     yield url, files
-    httpd.shutdown()
-    httpd.server_close()
 
 
 def test_data_fetch_says_where_the_files_are(mirror, tmp_path, capsys):
@@ -260,7 +236,7 @@ def test_data_fetch_from_a_mirror_url(mirror, tmp_path, capsys, monkeypatch):
     assert len(list((tmp_path / "m").iterdir())) == len(files)
 
 
-def test_data_fetch_errors_are_one_line(mirror, tmp_path, capsys, monkeypatch):
+def test_data_fetch_errors_are_one_line(mirror, server, tmp_path, capsys, monkeypatch):
     code, _, err = run_cli(["data", "fetch", "imagenet"], capsys)
     assert_one_line_error(code, err, "invalid choice", "fashion-mnist")
     code, _, err = run_cli(["data"], capsys)
@@ -268,7 +244,7 @@ def test_data_fetch_errors_are_one_line(mirror, tmp_path, capsys, monkeypatch):
     # a file whose checksum does not match: exit 2, nothing kept under its final name
     _, files = mirror
     name = "train-labels-idx1-ubyte.gz"
-    FileHandler.files[name] = files[name][:-1] + b"X"
+    server[0].files[name] = files[name][:-1] + b"X"
     dest = tmp_path / "bad"
     code, _, err = run_cli(["data", "fetch", "mnist", "--dest", dest, "--no-progress"], capsys)
     assert_one_line_error(code, err, "sha-256", name)
