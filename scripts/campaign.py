@@ -26,15 +26,18 @@ from agad.config import TrainConfig
 from agad.experiments.grid import run_grid, run_name
 
 # Candidate recipes for the contextual adversarial term (issue 7). "literal" is the paper as SPEC reads it.
+# Each is spelled out against the paper-literal settings, so that TrainConfig's defaults may change.
+LITERAL = {"advprop": False, "detach_pseudo": False, "ema_decay": 0.0}
 CANDIDATES: dict[str, dict] = {
-    "literal": {},
-    "no-ca": {"ca": False},
-    "ema": {"ema_decay": 0.995},
-    "detach-ema": {"detach_pseudo": True, "ema_decay": 0.995},
-    "advprop-ema": {"advprop": True, "ema_decay": 0.995},
-    "bounded-ema": {"adcon_form": "bounded", "adcon_margin": 0.2, "ema_decay": 0.995},
-    "reciprocal-ema": {"adcon_form": "reciprocal", "ema_decay": 0.995},
+    "literal": LITERAL,
+    "no-ca": {**LITERAL, "ca": False},
+    "ema": {**LITERAL, "ema_decay": 0.995},
+    "detach-ema": {**LITERAL, "detach_pseudo": True, "ema_decay": 0.995},
+    "advprop-ema": {**LITERAL, "advprop": True, "ema_decay": 0.995},
+    "bounded-ema": {**LITERAL, "adcon_form": "bounded", "adcon_margin": 0.2, "ema_decay": 0.995},
+    "reciprocal-ema": {**LITERAL, "adcon_form": "reciprocal", "ema_decay": 0.995},
 }
+TIE_POINTS = 0.5  # validation means closer than this are a tie, broken by the lower validation spread
 SELECTION_CLASSES = [0, 1, 4, 6]  # T-shirt, Trouser, Coat, Shirt: easy and hard classes
 
 
@@ -49,6 +52,20 @@ def final_val_auroc(run_dir: Path) -> tuple[float, float] | None:
         return None
     tail = vals[len(vals) // 2 :]
     return vals[-1], max(tail) - min(tail)
+
+
+def choose(summary: dict[str, dict]) -> str:
+    """The rule (amended in session 2, docs/STABILITY.md): best mean validation AUROC, where candidates within
+    TIE_POINTS of the best are tied and the tie goes to the lowest mean validation spread.
+
+    >>> choose({"a": {"mean_val_auroc": 0.9040, "mean_val_spread": 0.039},
+    ...         "b": {"mean_val_auroc": 0.9038, "mean_val_spread": 0.009},
+    ...         "c": {"mean_val_auroc": 0.80, "mean_val_spread": 0.001}})
+    'b'
+    """
+    best = max(s["mean_val_auroc"] for s in summary.values())
+    tied = [n for n, s in summary.items() if s["mean_val_auroc"] >= best - TIE_POINTS / 100]
+    return min(tied, key=lambda n: summary[n]["mean_val_spread"])
 
 
 def select(root: Path, base: dict, classes: list[int], seeds: list[int], log) -> tuple[str, dict]:
@@ -68,7 +85,7 @@ def select(root: Path, base: dict, classes: list[int], seeds: list[int], log) ->
     full = len(classes) * len(seeds)
     # every recipe that keeps the contextual adversarial term, the paper-literal one included
     eligible = {n: s for n, s in summary.items() if n != "no-ca" and s["n"] == full}
-    chosen = max(eligible, key=lambda n: eligible[n]["mean_val_auroc"]) if eligible else "ema"
+    chosen = choose(eligible) if eligible else "ema"
     log(f"selection (validation AUROC from training data only): {json.dumps(summary, indent=1)} -> {chosen}")
     return chosen, summary
 

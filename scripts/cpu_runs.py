@@ -7,8 +7,11 @@
 from agad.config import TrainConfig
 from agad.experiments.grid import run_grid
 
-parity = [TrainConfig(data="fashion-mnist", normal_class=1, precision=p, track_test_auroc=True) for p in ("bf16", "fp32")]
+DETACH_EMA = {"advprop": False, "detach_pseudo": True, "ema_decay": 0.995}  # the defaults of session 1
+parity = [TrainConfig(data="fashion-mnist", normal_class=1, precision=p, track_test_auroc=True, **DETACH_EMA)
+          for p in ("bf16", "fp32")]
 run_grid(parity, "results/fmnist-cpu", jobs=2, keep_weights=False)
 mnist = [TrainConfig(data="mnist-sample", normal_class=c, track_test_auroc=True, **opts)
-         for opts in ({}, {"ca": False, "detach_pseudo": False, "ema_decay": 0.0}) for c in range(10)]
+         for opts in (DETACH_EMA, {"ca": False, "advprop": False, "detach_pseudo": False, "ema_decay": 0.0})
+         for c in range(10)]
 run_grid(mnist, "results/mnist-sample", jobs=2, keep_weights=True)

@@ -17,8 +17,10 @@ from pathlib import Path
 
 RECIPES = {
     "paper-literal": lambda c: c["ca"] and not c["detach_pseudo"] and c["ema_decay"] == 0 and not c["advprop"],
-    "new default (detach + EMA)": lambda c: c["ca"] and c["detach_pseudo"] and c["ema_decay"] > 0 and not c["advprop"],
-    "w/o C.A.": lambda c: not c["ca"] and not c["detach_pseudo"] and c["ema_decay"] == 0,
+    "session-1 default (detach + EMA)": lambda c: (c["ca"] and c["detach_pseudo"] and c["ema_decay"] > 0
+                                                   and not c["advprop"]),
+    "default (AdvProp + EMA)": lambda c: c["ca"] and not c["detach_pseudo"] and c["ema_decay"] > 0 and c["advprop"],
+    "w/o C.A.": lambda c: not c["ca"] and not c["detach_pseudo"] and c["ema_decay"] == 0 and not c["advprop"],
 }
 
 

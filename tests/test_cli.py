@@ -136,7 +136,8 @@ def test_flags_reach_the_saved_config(tmp_path, capsys):
     out = tmp_path / "run"
     flags = ["--backbone", "naive", "--no-ca", "--advprop", "--freeze-bn-anomalies", "--anomaly-distance", "pseudo",
              "--w-adv", "2", "--w-con", "40", "--w-adcon", "10", "--w-lat", "3", "--delta", "1e-4", "--lr", "1e-4",
-             "--gamma", "0.2", "--batch-size", "40", "--detach-pseudo", "--ema-decay", "0.9"]
+             "--gamma", "0.2", "--batch-size", "40", "--detach-pseudo", "--ema-decay", "0.9",
+             "--anomaly-margin", "3"]
     code, _, err = run_cli(["train", "--data", data, "--epochs", "1", "--precision", "fp32", "--no-progress",
                             "--out", out, *flags], capsys)
     assert code == 0, err
@@ -144,3 +145,4 @@ def test_flags_reach_the_saved_config(tmp_path, capsys):
     assert (c["ca"], c["advprop"], c["freeze_bn_anomalies"], c["anomaly_distance"]) == (False, True, True, "pseudo")
     assert (c["w_adv"], c["w_con"], c["w_adcon"], c["w_lat"], c["delta"], c["lr"]) == (2, 40, 10, 3, 1e-4, 1e-4)
     assert (c["gamma"], c["batch_size"], c["detach_pseudo"], c["ema_decay"]) == (0.2, 40, True, 0.9)
+    assert c["anomaly_margin"] == 3

@@ -67,7 +67,7 @@ def _shard_worker(rank: int, world: int, init_file: str, out_dir: str) -> None:
     try:
         cfg = TrainConfig(device="cpu", precision="fp32", batch_size=8, epochs=1, seed=0)
         torch.manual_seed(rank)  # different starting weights: the broadcast from rank 0 must align them
-        G = build_generator("naive", in_channels=1, image_size=32)
+        G = build_generator("naive", in_channels=1, image_size=32, advprop=cfg.advprop)
         D = build_discriminator(in_channels=1, image_size=32)
         tr = AGADTrainer(cfg, G, D, dist_info=DistInfo(rank=rank, world_size=world))
         seen: list[int] = []

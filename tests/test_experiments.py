@@ -355,10 +355,16 @@ def test_run_name_is_stable_and_readable():
     cfg = TrainConfig(data="fashion-mnist", normal_class=3, gamma=0.05)
     # pinned: changing it orphans every stored run. The paper-literal recipe keeps the name it had before
     # the stability defaults changed; the new defaults are a different run with a different name.
-    literal = cfg.replace(detach_pseudo=False, ema_decay=0.0)
+    literal = cfg.replace(advprop=False, detach_pseudo=False, ema_decay=0.0)
     assert run_name(literal) == "fashion-mnist/agad-naive/c3-g0.05-s0-bcdbf293"
-    assert run_name(cfg) == "fashion-mnist/agad-naive/c3-g0.05-s0-050a6af4"
+    session1 = cfg.replace(advprop=False, detach_pseudo=True)  # session 1's defaults: detach + EMA
+    assert run_name(session1) == "fashion-mnist/agad-naive/c3-g0.05-s0-050a6af4"
+    assert run_name(cfg) == "fashion-mnist/agad-naive/c3-g0.05-s0-ap-0e04a813"
     assert run_name(TrainConfig(gamma=0)) == run_name(TrainConfig(gamma=0.0))
+    # AGAD-only options are not part of a baseline's identity: AGAD's defaults may change under it
+    gano = TrainConfig(method="ganomaly", normal_class=3)
+    assert run_name(gano.replace(advprop=False, detach_pseudo=True, w_adcon=3.0, ema_decay=0.0)) == run_name(gano)
+    assert run_name(gano.replace(lr=1e-4)) != run_name(gano)
     assert run_name(cfg.replace(num_threads=4, device="cpu", eval_batch_size=32)) == run_name(cfg)
     other = cfg.replace(epochs=3)
     assert run_name(other) != run_name(cfg) and run_name(other)[:-8] == run_name(cfg)[:-8]

@@ -79,6 +79,25 @@ def test_generator_anomaly_loss_uses_reciprocals():
     assert t_far["total"] < t["total"]
 
 
+
+def test_anomaly_caps_stop_the_push_per_image_but_log_the_true_distance():
+    logits = torch.zeros(3)
+    dist = torch.tensor([0.1, 0.5, 2.0], requires_grad=True)
+    z = torch.zeros(3, 4)
+    z_hat = torch.tensor([0.5, 1.0, 3.0]).repeat_interleave(4).reshape(3, 4).requires_grad_()  # lat 0.25, 1, 9
+    t = losses.generator_anomaly_loss(fake_logits=logits, distance=dist, z=z, z_hat=z_hat, w_adv=0, w_adcon=1,
+                                      w_lat=1, eps=1e-3, dist_cap=0.4, lat_cap=1.0)
+    assert t["dist"].item() == pytest.approx(2.6 / 3) and t["lat"].item() == pytest.approx(10.25 / 3)
+    expected = 1 / ((0.1 + 0.4 + 0.4) / 3 + 1e-3) + 1 / ((0.25 + 1 + 1) / 3 + 1e-3)
+    assert t["total"].item() == pytest.approx(expected, rel=1e-5)
+    t["total"].backward()
+    assert dist.grad[0] < 0 and dist.grad[1:].abs().max() == 0  # images past the cap get no push
+    assert z_hat.grad[0].abs().sum() > 0 and z_hat.grad[2].abs().sum() == 0
+    # no cap: the paper's terms, and per-image distances give the same value as their mean
+    a = losses.generator_anomaly_loss(fake_logits=logits, distance=dist.detach(), z=z, z_hat=z_hat.detach())
+    b = losses.generator_anomaly_loss(fake_logits=logits, distance=dist.detach().mean(), z=z, z_hat=z_hat.detach())
+    assert a["total"].item() == pytest.approx(b["total"].item(), rel=1e-6)
+
 def test_discriminator_losses():
     real = torch.tensor([0.0])
     fake = torch.tensor([0.0])

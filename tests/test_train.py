@@ -172,6 +172,26 @@ def test_anomaly_distance_switch_changes_only_the_distance(mnist_split):
         assert a[k] == pytest.approx(b[k], rel=1e-6), k
 
 
+
+def test_anomaly_margin_only_bounds_the_labelled_anomaly_push(mnist_split):
+    x_n = to_unit_range(torch.from_numpy(mnist_split.x_normal[:8]))
+    x_a = to_unit_range(torch.from_numpy(mnist_split.x_anomaly[:4]))
+
+    def step(**kw):
+        tr = make_trainer(gamma=0.05, **kw)
+        logs = tr.step(x_n, x_a)
+        return logs, torch.cat([p.detach().flatten() for p in tr.G.parameters()])
+
+    off, p_off = step()
+    loose, p_loose = step(anomaly_margin=1e9)  # a cap no image reaches: the paper's update
+    tight, p_tight = step(anomaly_margin=1e-6)  # every anomaly is past the cap: its dist and lat push stop
+    for logs in (loose, tight):  # the same forward passes: the margin changes the loss, not what is logged
+        for k in ("G/con", "G/adcon", "G/anomaly/dist", "G/anomaly/lat", "G/anomaly/adv"):
+            assert logs[k] == pytest.approx(off[k], rel=1e-6), k
+    assert loose["G/total"] == pytest.approx(off["G/total"], rel=1e-6)
+    assert torch.allclose(p_loose, p_off)
+    assert tight["G/total"] > off["G/total"] and not torch.allclose(p_tight, p_off)
+
 def test_freeze_bn_keeps_running_stats_on_anomaly_batches(mnist_split):
     x_n = to_unit_range(torch.from_numpy(mnist_split.x_normal[:8]))
     x_a = to_unit_range(torch.from_numpy(mnist_split.x_anomaly[:8]))

@@ -58,7 +58,8 @@ def add_config_flags(p: argparse.ArgumentParser) -> None:
                    help="the paper's 'w/o contextual adversarial information' ablation")
     g.add_argument("--anomaly-distance", dest="anomaly_distance", choices=ANOMALY_DISTANCES, default=S,
                    help="labelled-anomaly distance: input |x-G(x)| (default) or pseudo |x̂-G(x̂)|")
-    g.add_argument("--advprop", action="store_true", default=S, help="auxiliary BN for the pseudo-anomaly pass")
+    g.add_argument("--advprop", action=argparse.BooleanOptionalAction, default=S,
+                   help="auxiliary BN for the pseudo-anomaly pass (default on; --no-advprop for shared BN)")
     g.add_argument("--freeze-bn-anomalies", dest="freeze_bn_anomalies", action="store_true", default=S,
                    help="BN layers neither update statistics nor train on labelled anomalies")
     g = p.add_argument_group("stability options")
@@ -69,6 +70,8 @@ def add_config_flags(p: argparse.ArgumentParser) -> None:
     g.add_argument("--adcon-warmup", dest="adcon_warmup_epochs", type=float, default=S, help="epochs to ramp λadcon up")
     g.add_argument("--ema-decay", dest="ema_decay", type=float, default=S, help="EMA of G's weights (0 = off)")
     g.add_argument("--grad-clip", dest="grad_clip", type=float, default=S, help="clip G's gradient norm (0 = off)")
+    g.add_argument("--anomaly-margin", dest="anomaly_margin", type=float, default=S,
+                   help="stop pushing a labelled anomaly once its distance is this many times the normals' (0 = off)")
     g = p.add_argument_group("runtime")
     g.add_argument("--device", choices=DEVICES, default=S)
     g.add_argument("--precision", choices=PRECISIONS, default=S)

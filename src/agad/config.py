@@ -62,18 +62,22 @@ class TrainConfig:
     delta: float = 1e-5  # re-initialise D when its loss falls below this (GANomaly's trick)
 
     # --- batch-norm switches (paper Table 5) ---
-    advprop: bool = False  # auxiliary BN for the pseudo-anomaly pass G(x̂)
+    advprop: bool = True  # auxiliary BN for the pseudo-anomaly pass G(x̂) (default since session 2, see below)
     freeze_bn_anomalies: bool = False  # BN neither updates statistics nor trains affine params on labelled anomalies
 
     # --- stability options (issue 7) ---
-    # Defaults chosen on validation data carved from *training* images (docs/STABILITY.md): detaching x̂
-    # and scoring with an EMA of G. The paper-literal recipe is detach_pseudo=False, ema_decay=0.
-    detach_pseudo: bool = True  # feed x̂.detach() to the pseudo-anomaly pass: no gradient through the first pass
+    # Defaults chosen on validation data carved from *training* images (docs/STABILITY.md): AdvProp's
+    # auxiliary BN for the pseudo-anomaly pass and scoring with an EMA of G. The paper-literal recipe is
+    # advprop=False, ema_decay=0.
+    detach_pseudo: bool = False  # feed x̂.detach() to the pseudo-anomaly pass: no gradient through the first pass
     adcon_form: str = "linear"  # linear: -|x̂ - G(x̂)| (paper); reciprocal: 1/(|.|+eps); bounded: -min(|.|, margin)
     adcon_margin: float = 0.5  # only for adcon_form="bounded": distance beyond which no more push
     adcon_warmup_epochs: float = 0.0  # λadcon ramps linearly from 0 over this many epochs
     ema_decay: float = 0.995  # > 0: keep an exponential moving average of G and score with it (0 = off)
     grad_clip: float = 0.0  # > 0: clip G's gradient norm
+    # > 0: the labelled-anomaly push stops, per image, once d_a (and the latent distance) exceed this
+    # many times the same batch's normal value; 0 = unbounded, as the paper
+    anomaly_margin: float = 0.0
 
     # --- runtime ---
     seed: int = 0
@@ -133,7 +137,8 @@ class TrainConfig:
         number("lr", 0, 1, lo_open=True)
         number("beta1", 0, 1, hi_open=True)
         number("beta2", 0, 1, hi_open=True)
-        for w in ("w_adv", "w_con", "w_adcon", "w_lat", "delta", "adcon_warmup_epochs", "grad_clip"):
+        for w in ("w_adv", "w_con", "w_adcon", "w_lat", "delta", "adcon_warmup_epochs", "grad_clip",
+                  "anomaly_margin"):
             number(w, 0, math.inf, hi_open=True)
         number("eps", 0, 1, lo_open=True)
         number("adcon_margin", 0, math.inf, lo_open=True, hi_open=True)

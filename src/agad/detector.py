@@ -79,7 +79,7 @@ _CONFIG_PARAMS = (
     "backbone", "epochs", "batch_size", "lr", "w_adv", "w_con", "w_adcon", "w_lat", "ca",
     "anomaly_distance", "advprop", "freeze_bn_anomalies", "min_anomalies_per_batch",
     "detach_pseudo", "adcon_form", "adcon_margin", "adcon_warmup_epochs", "ema_decay", "grad_clip",
-    "device", "precision",
+    "anomaly_margin", "device", "precision",
 )
 _BOOL_PARAMS = ("ca", "advprop", "freeze_bn_anomalies", "detach_pseudo")
 
@@ -136,7 +136,7 @@ class AGAD(BaseEstimator):
         anomaly_distance, advprop, freeze_bn_anomalies, min_anomalies_per_batch:
             Algorithm 1's options (see TrainConfig).
         detach_pseudo, adcon_form, adcon_margin, adcon_warmup_epochs,
-            ema_decay, grad_clip: stability options (see TrainConfig).
+            ema_decay, grad_clip, anomaly_margin: stability options (see TrainConfig).
         device: "auto", "cpu" or "cuda". precision: "auto", "fp32" or "bf16".
         random_state: seed (int) of weights and batch order; None draws one.
         verbose: show a progress bar and per-epoch losses while fitting.
@@ -180,6 +180,7 @@ class AGAD(BaseEstimator):
         adcon_warmup_epochs: float | None = None,
         ema_decay: float | None = None,
         grad_clip: float | None = None,
+        anomaly_margin: float | None = None,
         device: str = "auto",
         precision: str = "auto",
         random_state: int | None = 0,
@@ -206,6 +207,7 @@ class AGAD(BaseEstimator):
         self.adcon_warmup_epochs = adcon_warmup_epochs
         self.ema_decay = ema_decay
         self.grad_clip = grad_clip
+        self.anomaly_margin = anomaly_margin
         self.device = device
         self.precision = precision
         self.random_state = random_state

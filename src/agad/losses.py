@@ -98,19 +98,25 @@ def generator_anomaly_loss(
     w_adcon: float = 15.0,
     w_lat: float = 5.0,
     eps: float = 1e-3,
+    dist_cap: Tensor | float | None = None,
+    lat_cap: Tensor | float | None = None,
 ) -> dict[str, Tensor]:
     """Algorithm 1, line 9: L_g on labelled anomalies, written with reciprocals.
 
-    ``distance`` is d_a, the (mean L1) reconstruction distance that must grow.
-    Each reciprocal falls as its term grows, so minimising L_g pushes the
-    generator to *fail* on anomalies.
+    ``distance`` is d_a, the (mean L1) reconstruction distance that must grow,
+    per image (B,) or already averaged. Each reciprocal falls as its term
+    grows, so minimising L_g pushes the generator to *fail* on anomalies.
+
+    ``dist_cap`` / ``lat_cap`` (optional) bound the push: each image's distance
+    counts at most up to the cap, so an anomaly already that far gets no more
+    gradient. The logged ``dist`` and ``lat`` stay the unclamped means.
     """
-    terms = {
-        "adv": adversarial_loss(fake_logits, 0.0),
-        "dist": distance.float(),
-        "lat": latent_loss(z, z_hat),
-    }
-    terms["total"] = w_adv / (terms["adv"] + eps) + w_adcon / (terms["dist"] + eps) + w_lat / (terms["lat"] + eps)
+    d = distance.float().reshape(-1) if distance.dim() else distance.float().reshape(1)
+    lat = (z.float() - z_hat.float()).pow(2).flatten(1).mean(1)  # per image; its mean is latent_loss
+    d_eff = d.clamp(max=dist_cap).mean() if dist_cap is not None else d.mean()
+    lat_eff = lat.clamp(max=lat_cap).mean() if lat_cap is not None else lat.mean()
+    terms = {"adv": adversarial_loss(fake_logits, 0.0), "dist": d.mean(), "lat": lat.mean()}
+    terms["total"] = w_adv / (terms["adv"] + eps) + w_adcon / (d_eff + eps) + w_lat / (lat_eff + eps)
     return terms
 
 

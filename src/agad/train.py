@@ -16,12 +16,12 @@ see docs/PERFORMANCE.md).
 >>> from agad.nets import build_generator, build_discriminator
 >>> import torch
 >>> cfg = TrainConfig(epochs=1, batch_size=8, device="cpu", precision="fp32")
->>> G = build_generator("naive", in_channels=1, image_size=32)
+>>> G = build_generator("naive", in_channels=1, image_size=32, advprop=cfg.advprop)
 >>> D = build_discriminator(in_channels=1, image_size=32)
 >>> trainer = AGADTrainer(cfg, G, D)
 >>> history = trainer.fit(torch.randint(0, 255, (16, 1, 32, 32), dtype=torch.uint8), progress=False)
 >>> sorted(history[0])[:3]
-['D/total', 'G/adcon', 'G/adv']
+['D/normal', 'D/total', 'G/adcon']
 """
 
 from __future__ import annotations
@@ -40,7 +40,8 @@ from torch.optim.swa_utils import AveragedModel
 
 from . import losses
 from .config import TrainConfig
-from .nets import aux_bn, frozen_bn, init_weights
+from .errors import AgadError
+from .nets import aux_bn, frozen_bn, has_aux_bn, init_weights
 from .runtime import DistInfo, autocast, resolve_device, resolve_precision
 
 
@@ -49,6 +50,11 @@ def to_unit_range(x: Tensor) -> Tensor:
     if x.dtype == torch.uint8:
         return x.float().div_(127.5).sub_(1.0)
     return x.float()
+
+
+def _l1_per_image(a: Tensor, b: Tensor) -> Tensor:
+    """Mean |a - b| of each image, shape (B,); its mean is losses.contextual_loss(a, b)."""
+    return (a.float() - b.float()).abs().flatten(1).mean(1)
 
 
 def _anomaly_stream(n: int, generator: torch.Generator) -> Iterator[int]:
@@ -87,6 +93,9 @@ class AGADTrainer:
     """
 
     def __init__(self, cfg: TrainConfig, G: nn.Module, D: nn.Module, *, dist_info: DistInfo | None = None):
+        if cfg.method == "agad" and cfg.advprop and not has_aux_bn(G):
+            raise AgadError("the config asks for AdvProp (advprop=True) but the generator has no auxiliary BN; "
+                            "build it with build_generator(..., advprop=cfg.advprop) or set advprop=False")
         self.cfg = cfg
         self.device = resolve_device(cfg.device)
         self.amp_dtype = resolve_precision(cfg.precision, self.device)
@@ -183,14 +192,18 @@ class AGADTrainer:
                     xa_hat = self._g_fwd(x_a)
                     if cfg.anomaly_distance == "pseudo":
                         with aux_bn(self.G) if cfg.advprop else contextlib.nullcontext():  # a pseudo pass too
-                            dist_a = losses.contextual_loss(xa_hat, self._g_fwd(xa_hat))
+                            dist_a = _l1_per_image(xa_hat, self._g_fwd(xa_hat))
                     else:
-                        dist_a = losses.contextual_loss(x_a, xa_hat)
+                        dist_a = _l1_per_image(x_a, xa_hat)
                 real_a_logits, z_a = self._d_fwd(x_a)
                 fake_a_logits, z_a_hat = self._d_fwd(xa_hat)
+                # anomaly_margin: the push stops at a multiple of this batch's normal distances
+                m = cfg.anomaly_margin
                 a_terms = losses.generator_anomaly_loss(
                     fake_logits=fake_a_logits, distance=dist_a, z=z_a.detach(), z_hat=z_a_hat,
                     w_adv=cfg.w_adv, w_adcon=cfg.w_adcon, w_lat=cfg.w_lat, eps=cfg.eps,
+                    dist_cap=m * g_terms["con"].detach() if m > 0 else None,
+                    lat_cap=m * g_terms["lat"].detach() if m > 0 else None,
                 )
                 d_a = losses.discriminator_anomaly_loss(real_logits=real_a_logits)
                 g_loss = g_loss + f_a * a_terms["total"]

@@ -68,6 +68,11 @@ RUNTIME_FIELDS = frozenset({"num_threads", "device", "compile", "eval_batch_size
 DATASET_NAMES = ("mnist-sample", "mnist", "fashion-mnist", "cifar10", "cifar100")
 N_CLASSES = {"mnist-sample": 10, "mnist": 10, "fashion-mnist": 10, "cifar10": 10, "cifar100": 20}
 STDERR_TAIL = 2000
+# Fields that mean nothing for GANomaly / Skip-GANomaly: not part of a baseline run's identity, not
+# shown in its row labels (so a change of AGAD's defaults does not orphan baseline runs).
+AGAD_ONLY = frozenset({"ca", "advprop", "freeze_bn_anomalies", "anomaly_distance", "w_adcon", "adcon_form",
+                       "adcon_margin", "adcon_warmup_epochs", "detach_pseudo", "anomaly_margin",
+                       "ema_decay"})  # the baselines score with G itself
 
 # Table defaults (SPEC §6). Gammas as in the paper's columns.
 GAMMAS_T2 = (0.0, 0.01, 0.05, 0.1, 0.2)
@@ -96,7 +101,7 @@ def _field_types() -> dict[str, Any]:
 
 # Run names were first built against these values; later changes of TrainConfig's defaults must not
 # rename existing runs (the stability defaults of issue 7 changed after the first grids ran).
-NAME_BASELINE_OVERRIDES = {"detach_pseudo": False, "ema_decay": 0.0}
+NAME_BASELINE_OVERRIDES = {"detach_pseudo": False, "ema_decay": 0.0, "advprop": False}
 
 
 def _defaults() -> dict[str, Any]:
@@ -115,7 +120,7 @@ def canonical_config(cfg: TrainConfig) -> dict[str, Any]:
     defaults = _defaults()
     out: dict[str, Any] = {}
     for k, v in cfg.to_dict().items():
-        if k in RUNTIME_FIELDS:
+        if k in RUNTIME_FIELDS or (cfg.method != "agad" and k in AGAD_ONLY):
             continue
         if types.get(k) in (float, float | None) and isinstance(v, (int, float)) and not isinstance(v, bool):
             v = float(v)
@@ -155,7 +160,7 @@ def run_name(cfg: TrainConfig) -> str:
     the hash (:func:`config_key`) tells apart runs that differ in any other option (epochs, lr, ...).
 
     >>> run_name(TrainConfig(data="fashion-mnist", normal_class=3, gamma=0.05))
-    'fashion-mnist/agad-naive/c3-g0.05-s0-bcdbf293'
+    'fashion-mnist/agad-naive/c3-g0.05-s0-ap-0e04a813'
     """
     model = f"agad-{cfg.backbone}" if cfg.method == "agad" else cfg.method
     parts = [f"c{cfg.normal_class}", f"g{float(cfg.gamma):g}", f"s{cfg.seed}"]

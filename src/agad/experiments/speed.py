@@ -177,16 +177,16 @@ class EagerAGADStep:
         return float(d_loss.detach())
 
 
-def _networks(backbone: str, in_channels: int, seed: int = 0) -> tuple[nn.Module, nn.Module]:
+def _networks(backbone: str, in_channels: int, seed: int = 0, advprop: bool = False) -> tuple[nn.Module, nn.Module]:
     torch.manual_seed(seed)
-    return (build_generator(backbone, in_channels=in_channels, image_size=32),
+    return (build_generator(backbone, in_channels=in_channels, image_size=32, advprop=advprop),
             build_discriminator(in_channels=in_channels, image_size=32))
 
 
 def make_agad_trainer(cfg: TrainConfig, in_channels: int = 1):
     from ..train import AGADTrainer
 
-    return AGADTrainer(cfg, *_networks(cfg.backbone, in_channels, cfg.seed))
+    return AGADTrainer(cfg, *_networks(cfg.backbone, in_channels, cfg.seed, advprop=cfg.advprop))
 
 
 def make_ganomaly_trainer(cfg: TrainConfig, in_channels: int = 1):
@@ -249,7 +249,9 @@ def run_speed(
 
     dev = resolve_device(device)
     base = base or TrainConfig()
-    cfg0 = base.replace(device=dev.type, precision=precision, batch_size=batch_size)
+    # advprop off: the plain eager reference has no BN routing, and the auxiliary BN costs what the shared
+    # one does (same shapes), so the comparison holds the rest of the recipe fixed.
+    cfg0 = base.replace(device=dev.type, precision=precision, batch_size=batch_size, advprop=False)
     amp = resolve_precision(cfg0.precision, dev)
     peak_dtype = amp or torch.float32
     rows = []

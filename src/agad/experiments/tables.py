@@ -25,14 +25,11 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from ..config import TrainConfig
-from .grid import CONFIG_FILE, FAILURES_FILE, METRICS_FILE, RUNTIME_FIELDS
+from .grid import AGAD_ONLY, CONFIG_FILE, FAILURES_FILE, METRICS_FILE, RUNTIME_FIELDS
 from .paper import PaperRef, paper_dataset, paper_reference
 from .stats import mean_sd
 
 HISTORY_FILE = "history.jsonl"  # = agad.runs.HISTORY_FILE
-# Fields that mean nothing for GANomaly / Skip-GANomaly: not shown in their row labels.
-AGAD_ONLY = frozenset({"ca", "advprop", "freeze_bn_anomalies", "anomaly_distance", "w_adcon", "adcon_form",
-                       "adcon_margin", "adcon_warmup_epochs", "detach_pseudo"})
 # Always in the CSV (stable schema); other fields appear when they vary.
 CSV_FIELDS = ("method", "backbone", "gamma", "ca", "advprop", "freeze_bn_anomalies")
 NOT_A_VARIANT = frozenset({"normal_class", "seed"}) | RUNTIME_FIELDS

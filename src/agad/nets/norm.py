@@ -93,6 +93,11 @@ def _switchable(module: nn.Module) -> list[SwitchableBatchNorm2d]:
     return [m for m in module.modules() if isinstance(m, SwitchableBatchNorm2d)]
 
 
+def has_aux_bn(module: nn.Module) -> bool:
+    """True when ``module`` holds at least one auxiliary BN (it was built with ``advprop=True``)."""
+    return any(m.aux is not None for m in _switchable(module))
+
+
 @contextmanager
 def aux_bn(module: nn.Module) -> Iterator[nn.Module]:
     """Route every ``SwitchableBatchNorm2d`` in ``module`` to its auxiliary BN.
