@@ -36,12 +36,21 @@ def load_runs(root: Path):
         yield cfg, json.loads(metrics.read_text())["auroc"], (max(tail) - min(tail)) if tail else float("nan")
 
 
-def main(root: Path) -> str:
-    cells: dict[tuple[str, float, int], list[tuple[float, float]]] = defaultdict(list)
+def collect(root: Path) -> dict[tuple[str, float, int, int], tuple[float, float]]:
+    """(recipe, gamma, class, seed) -> (final test AUROC %, spread %)."""
+    runs = {}
     for cfg, auroc, spread in load_runs(root):
         for name, match in RECIPES.items():
             if match(cfg):
-                cells[(name, cfg["gamma"], cfg["normal_class"])].append((100 * auroc, 100 * spread))
+                runs[(name, cfg["gamma"], cfg["normal_class"], cfg["seed"])] = (100 * auroc, 100 * spread)
+    return runs
+
+
+def main(root: Path) -> str:
+    runs = collect(root)
+    cells: dict[tuple[str, float, int], list[tuple[float, float]]] = defaultdict(list)
+    for (name, g, c, _), v in runs.items():
+        cells[(name, g, c)].append(v)
     gammas = sorted({g for _, g, _ in cells})
     classes = sorted({c for _, _, c in cells})
     out = ["| recipe | gamma | " + " | ".join(f"c{c}" for c in classes) + " | mean | max spread | seeds |",
@@ -51,20 +60,39 @@ def main(root: Path) -> str:
             vals, spreads, seeds = [], [], set()
             row = []
             for c in classes:
-                runs = cells.get((name, g, c), [])
-                if not runs:
+                cell = cells.get((name, g, c), [])
+                if not cell:
                     row.append("–")
                     continue
-                a = statistics.mean(r[0] for r in runs)
-                s = max(r[1] for r in runs)
+                a = statistics.mean(r[0] for r in cell)
+                s = max(r[1] for r in cell)
                 vals.append(a)
                 spreads.append(s)
-                seeds.add(len(runs))
+                seeds.add(len(cell))
                 row.append(f"{a:.1f} ({s:.1f})")
             if not vals:
                 continue
             mean = f"{statistics.mean(vals):.1f}" if len(vals) == len(classes) else f"({statistics.mean(vals):.1f}, partial)"
             out.append(f"| {name} | {g:g} | " + " | ".join(row) + f" | {mean} | {max(spreads):.1f} | {'/'.join(map(str, sorted(seeds)))} |")
+    out += ["", "Per seed (mean over the classes that ran; classes with spread < 2 points):", "",
+            "| recipe | gamma | seed | classes | mean AUROC | classes with spread < 2 |", "|---|---|---|---|---|---|"]
+    for g in gammas:
+        for name in RECIPES:
+            for seed in sorted({k[3] for k in runs if k[0] == name and k[1] == g}):
+                v = [runs[k] for k in runs if k[:2] == (name, g) and k[3] == seed]
+                out.append(f"| {name} | {g:g} | {seed} | {len(v)} | {statistics.mean(a for a, _ in v):.1f} | "
+                           f"{sum(s < 2 for _, s in v)}/{len(v)} |")
+    ref = "default (AdvProp + EMA)"
+    out += ["", f"Paired with {ref} on the same class and seed (its AUROC minus the other's):", "",
+            "| other recipe | gamma | pairs | mean difference | pairs where the default is higher |", "|---|---|---|---|---|"]
+    for g in gammas:
+        for name in RECIPES:
+            if name == ref:
+                continue
+            d = [runs[(ref, g, c, s)][0] - runs[k][0] for k in runs if k[:2] == (name, g)
+                 for c, s in [k[2:]] if (ref, g, c, s) in runs]
+            if d:
+                out.append(f"| {name} | {g:g} | {len(d)} | {statistics.mean(d):+.1f} | {sum(x > 0 for x in d)}/{len(d)} |")
     return "\n".join(out)
 
 
