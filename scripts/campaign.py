@@ -3,7 +3,9 @@
 Phase 1 (issue 7) trains each candidate stability recipe on a few classes with
 10% of the normal *training* images held out, plus as many other-class
 training images as validation anomalies, and picks the recipe with the best
-mean final-epoch validation AUROC. No test label is read in phase 1.
+mean final-epoch validation AUROC; since session 2, candidates within 0.5 points
+of the best are tied and the tie goes to the lowest validation spread (see
+``choose``). No test label is read in phase 1.
 
 Phase 2 runs the grids in priority order with the chosen recipe, stopping to
 launch new runs when the time budget is spent; every run is resumable and

@@ -4,7 +4,7 @@ The spread is max - min of the per-epoch test AUROC over the last half of
 training; it is computed from the diagnostic ``test/auroc`` that the runs
 logged and is never used to choose anything.
 
-    python scripts/stability_report.py results/fmnist > docs/STABILITY.md
+    PYTHONPATH=src python scripts/stability_report.py results/fmnist
 """
 
 from __future__ import annotations
@@ -15,13 +15,23 @@ import sys
 from collections import defaultdict
 from pathlib import Path
 
+from agad.config import TrainConfig
+from agad.experiments.grid import RUNTIME_FIELDS
+
 RECIPES = {
     "paper-literal": lambda c: c["ca"] and not c["detach_pseudo"] and c["ema_decay"] == 0 and not c["advprop"],
     "session-1 default (detach + EMA)": lambda c: (c["ca"] and c["detach_pseudo"] and c["ema_decay"] > 0
                                                    and not c["advprop"]),
     "default (AdvProp + EMA)": lambda c: c["ca"] and not c["detach_pseudo"] and c["ema_decay"] > 0 and c["advprop"],
     "w/o C.A.": lambda c: not c["ca"] and not c["detach_pseudo"] and c["ema_decay"] == 0 and not c["advprop"],
+    "w/o C.A. + EMA (control)": lambda c: not c["ca"] and c["ema_decay"] > 0,
 }
+# What the recipes above vary, what tells runs apart, and what only says how a run was executed; every
+# other field must have its default, so that e.g. an --anomaly-margin run is not counted as a recipe.
+RECIPE_FIELDS = {"ca", "detach_pseudo", "ema_decay", "advprop"}
+RUN_FIELDS = {"data", "normal_class", "gamma", "seed", "track_test_auroc", "precision", "val_fraction",
+              "method", "backbone"}
+DEFAULTS = TrainConfig().to_dict()
 
 
 def load_runs(root: Path):
@@ -30,6 +40,12 @@ def load_runs(root: Path):
         cfg = json.loads((run / "config.json").read_text())["config"]
         if cfg["val_fraction"] > 0 or cfg["method"] != "agad" or cfg["backbone"] != "naive" or not cfg["track_test_auroc"]:
             continue  # selection runs and other tables are reported elsewhere
+        if cfg.get("precision", "auto") == "fp32":
+            continue  # the bf16/fp32 parity check (docs/PERFORMANCE.md)
+        other = {k for k, v in cfg.items() if k not in RECIPE_FIELDS | RUN_FIELDS | RUNTIME_FIELDS
+                 and k in DEFAULTS and v != DEFAULTS[k]}
+        if other:
+            continue  # another option is on: not one of these recipes
         hist = [json.loads(line) for line in (run / "history.jsonl").read_text().splitlines() if line.strip()]
         curve = [h["test/auroc"] for h in hist if "test/auroc" in h]
         tail = curve[len(curve) // 2 :]
@@ -42,7 +58,10 @@ def collect(root: Path) -> dict[tuple[str, float, int, int], tuple[float, float]
     for cfg, auroc, spread in load_runs(root):
         for name, match in RECIPES.items():
             if match(cfg):
-                runs[(name, cfg["gamma"], cfg["normal_class"], cfg["seed"])] = (100 * auroc, 100 * spread)
+                key = (name, cfg["gamma"], cfg["normal_class"], cfg["seed"])
+                if key in runs:
+                    raise SystemExit(f"two runs for {key}: tell them apart in RECIPES or RUN_FIELDS")
+                runs[key] = (100 * auroc, 100 * spread)
     return runs
 
 

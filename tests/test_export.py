@@ -77,6 +77,8 @@ def test_torchscript_matches_pytorch(run_dir, reference, tmp_path):
             recon, s = module(torch.from_numpy(as_input(x[:b])))
         assert recon.shape == (b, 1, 32, 32)
         assert np.abs(s.numpy() - scores[:b]).max() < TOL
+    # the auxiliary AdvProp BN is a training-time device: not in the exported file
+    assert not [k for k in module.state_dict() if ".aux." in k]
 
 
 def test_export_cli(run_dir, tmp_path, capsys):

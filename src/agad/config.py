@@ -76,7 +76,9 @@ class TrainConfig:
     ema_decay: float = 0.995  # > 0: keep an exponential moving average of G and score with it (0 = off)
     grad_clip: float = 0.0  # > 0: clip G's gradient norm
     # > 0: the labelled-anomaly push stops, per image, once d_a (and the latent distance) exceed this
-    # many times the same batch's normal value; 0 = unbounded, as the paper
+    # many times the same batch's normal value (|x - x̂| and the normals' latent loss; with
+    # anomaly_distance="pseudo" d_a is |x̂ - G(x̂)|, still measured against the normals' |x - x̂|);
+    # 0 = unbounded, as the paper
     anomaly_margin: float = 0.0
 
     # --- runtime ---

@@ -485,6 +485,8 @@ class AGAD(BaseEstimator):
             if unknown:
                 raise AgadError(f"{source}: unknown estimator parameter {unknown[0]!r}; "
                                 "was it saved by a newer version of agad?")
+            # as fitted: None still means "TrainConfig's default at fit time" (config_ holds what that
+            # was), the same as for the estimator that was saved
             return params
         # written by `agad train`: the config says it all
         params = {name: getattr(cfg, name) for name in _CONFIG_PARAMS}

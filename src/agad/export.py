@@ -70,6 +70,7 @@ def _inference_copy(G: nn.Module) -> nn.Module:
     for m in G.modules():  # main BN, running statistics: the inference path
         if isinstance(m, SwitchableBatchNorm2d):
             m.route, m.frozen = "main", False
+            m.aux = None  # AdvProp's auxiliary BN serves training only: leave it out of the file
     for p in G.parameters():
         p.requires_grad_(False)
     return G

@@ -242,6 +242,9 @@ def run_speed(
 ) -> list[dict[str, Any]]:
     """One row per backbone: images/s of each variant, the matmul peak and the ratios against the targets.
 
+    The AGAD step runs with ``advprop`` off whatever ``base`` says (the plain eager reference has no
+    BN routing; the auxiliary BN does the same work as the shared one).
+
     ``steps`` training steps (or ``score_batches`` scoring batches) make one
     timed repeat; every number is the median over ``repeats``.
     """

@@ -37,7 +37,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-__all__ = ["SwitchableBatchNorm2d", "aux_bn", "frozen_bn"]
+__all__ = ["SwitchableBatchNorm2d", "aux_bn", "frozen_bn", "has_aux_bn"]
 
 MAIN = "main"
 AUX = "aux"
