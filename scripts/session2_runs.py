@@ -32,9 +32,8 @@ def fmnist() -> None:
     d, ten = "fashion-mnist", range(10)
     # w/o C.A. but with the default's EMA: tells the C.A. term's share of the gain from the EMA's
     no_ca_ema = {**NO_CA, "ema_decay": 0.995}
-    gamma05_and_control = [c for k in ten for c in cfgs(d, ADVPROP_EMA, [k], gammas=[0.05]) + cfgs(d, no_ca_ema, [k])]
     seed1 = [c for k in ten for c in cfgs(d, ADVPROP_EMA, [k], seeds=[1]) + cfgs(d, NO_CA, [k], seeds=[1])]
-    plan = cfgs(d, ADVPROP_EMA, ten) + gamma05_and_control + seed1
+    plan = cfgs(d, ADVPROP_EMA, ten) + cfgs(d, no_ca_ema, ten) + cfgs(d, ADVPROP_EMA, ten, gammas=[0.05]) + seed1
     run_grid(plan, "results/fmnist", jobs=1, keep_weights=False)
 
 

@@ -150,3 +150,28 @@ def test_flags_reach_the_saved_config(tmp_path, capsys):
                             "--out", tmp_path / "run2", "--no-advprop"], capsys)
     assert code == 0, err
     assert json.loads((tmp_path / "run2" / "config.json").read_text())["config"]["advprop"] is False
+
+
+def test_select_epoch_val_recon_keeps_the_epoch_with_the_lowest_heldout_normal_score(tmp_path, capsys):
+    from agad.pipeline import _split_and_dataset, carve_validation, load_generator
+    from agad.train import score_images
+
+    data = make_idx_dir(tmp_path / "idx", n_train=400)
+    out = tmp_path / "run"
+    code, _, err = run_cli(["train", "--data", data, "--epochs", "4", "--batch-size", "8", "--precision", "fp32",
+                            "--no-progress", "--val-fraction", "0.25", "--select-epoch", "val-recon", "--out", out],
+                           capsys)
+    assert code == 0, err
+    meta = json.loads((out / "config.json").read_text())
+    recon = [json.loads(line)["val/recon"] for line in (out / "history.jsonl").read_text().splitlines()]
+    best = int(np.argmin(recon))
+    assert meta["kept_epoch"] == best + 1 and meta["validation"]["val/recon"] == recon[best]
+    # the saved weights are that epoch's: they score the held-out normal images as the history says
+    cfg, _, G = load_generator(out)
+    split, ds = _split_and_dataset(cfg)
+    _, val = carve_validation(cfg, split, ds)
+    s = score_images(G, val.x[val.y == 0], batch_size=64, device="cpu")
+    assert float(s.mean()) == pytest.approx(recon[best], rel=1e-4)
+    # without held-out images there is nothing to select on: a clear one-line error
+    code, _, err = run_cli(["train", "--data", data, "--select-epoch", "val-recon", "--out", tmp_path / "x"], capsys)
+    assert_one_line_error(code, err, "val_fraction")

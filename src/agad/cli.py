@@ -14,7 +14,8 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
-from .config import ADCON_FORMS, ANOMALY_DISTANCES, BACKBONES, DEVICES, METHODS, PRECISIONS, PROTOCOLS, TrainConfig
+from .config import (ADCON_FORMS, ANOMALY_DISTANCES, BACKBONES, DEVICES, METHODS, PRECISIONS, PROTOCOLS, SELECT_EPOCHS,
+                     TrainConfig)
 from .errors import AgadError
 
 EXIT_USAGE = 2
@@ -79,6 +80,9 @@ def add_config_flags(p: argparse.ArgumentParser) -> None:
     g.add_argument("--num-threads", dest="num_threads", type=int, default=S)
     g.add_argument("--val-fraction", dest="val_fraction", type=float, default=S,
                    help="hold out this fraction of normal training images for validation AUROC (training data only)")
+    g.add_argument("--select-epoch", dest="select_epoch", choices=SELECT_EPOCHS, default=S,
+                   help="keep the last epoch (default) or the one with the lowest held-out normal score "
+                        "(val-recon; needs --val-fraction)")
     g.add_argument("--track-test-auroc", dest="track_test_auroc", action="store_true", default=S,
                    help="log test AUROC per epoch (diagnostics / Fig. 6 only; never used to pick an epoch)")
 

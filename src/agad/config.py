@@ -24,6 +24,7 @@ METHODS = ("agad", "ganomaly", "skip-ganomaly")
 PROTOCOLS = ("one-vs-rest", "one-anomalous")
 ANOMALY_DISTANCES = ("input", "pseudo")
 ADCON_FORMS = ("linear", "reciprocal", "bounded")
+SELECT_EPOCHS = ("last", "val-recon")
 PRECISIONS = ("auto", "fp32", "bf16")
 DEVICES = ("auto", "cpu", "cuda")
 
@@ -92,6 +93,9 @@ class TrainConfig:
     val_fraction: float = 0.0  # > 0: hold out this fraction of normal *training* images (+ as many other-class
     #                             training images as anomalies) to measure validation AUROC per epoch; never test data
     track_test_auroc: bool = False  # diagnostics only (Fig. 6): logged per epoch, never used to pick anything
+    # which epoch's (EMA) weights to keep: "last" (fixed budget), or "val-recon": the epoch with the lowest
+    # mean score of the held-out normal *training* images (needs val_fraction > 0; no anomaly label used)
+    select_epoch: str = "last"
 
     extra: dict[str, Any] = field(default_factory=dict)  # free-form notes recorded with the run
 
@@ -146,6 +150,10 @@ class TrainConfig:
         number("adcon_margin", 0, math.inf, lo_open=True, hi_open=True)
         number("ema_decay", 0, 1, hi_open=True)
         number("val_fraction", 0, 1, hi_open=True)
+        choice("select_epoch", SELECT_EPOCHS)
+        if self.select_epoch == "val-recon" and self.val_fraction <= 0:
+            raise AgadError("select_epoch 'val-recon' scores held-out normal training images: "
+                            "set val_fraction > 0 (e.g. --val-fraction 0.1)")
         number("seed", 0, 2**32 - 1, integer=True)
         number("num_threads", 0, 4096, integer=True)
         if self.method != "agad" and self.gamma > 0:

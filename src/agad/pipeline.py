@@ -12,6 +12,7 @@ the run files; the CLI, the estimator and the experiment harness all call it.
 from __future__ import annotations
 
 import dataclasses
+import math
 import platform
 import sys
 import time
@@ -147,18 +148,25 @@ def train(
                              amp_dtype=amp, channels_last=cfg.channels_last)
             record["val/auroc"] = auroc_of(val.y, s)
             record["val/recon"] = float(s[val.y == 0].mean())
+            if cfg.select_epoch == "val-recon" and record["val/recon"] < kept["val/recon"]:
+                # only held-out *normal* training images decide: no anomaly label, no test data
+                kept.update({"epoch": tr.epoch, "val/recon": record["val/recon"],
+                             "state": {k: v.detach().clone() for k, v in tr.scoring_generator.state_dict().items()}})
         # Diagnostics only (paper Fig. 6): recorded, never used to choose anything.
         if cfg.track_test_auroc and dist_info.is_main:
             s = score_images(tr.scoring_generator, x_test, batch_size=cfg.eval_batch_size, device=device,
                              amp_dtype=amp, channels_last=cfg.channels_last)
             record["test/auroc"] = auroc_of(split.y_test, s)
 
+    kept: dict[str, Any] = {"epoch": None, "val/recon": math.inf, "state": None}
     t0 = time.perf_counter()
     x_anom = torch.from_numpy(split.x_anomaly) if len(split.x_anomaly) else None
     history = trainer.fit(torch.from_numpy(split.x_normal), x_anom, progress=progress, on_epoch=on_epoch)
     seconds = time.perf_counter() - t0
 
     G_score = trainer.scoring_generator
+    if kept["state"] is not None:  # select_epoch="val-recon": back to the kept epoch's weights
+        G_score.load_state_dict(kept["state"])
     train_scores = score_images(G_score, split.x_normal, batch_size=cfg.eval_batch_size, device=device,
                                 amp_dtype=amp, channels_last=cfg.channels_last)
     threshold = float(np.quantile(train_scores, 1.0 - DEFAULT_CONTAMINATION))
@@ -192,7 +200,10 @@ def train(
             "n_test": int(len(split.y_test)),
             "n_validation": 0 if val is None else int(len(val.y)),
         },
-        "validation": None if val is None else {k: history[-1][k] for k in ("val/auroc", "val/recon")},
+        # the validation numbers of the weights that were kept (the last epoch unless select_epoch says otherwise)
+        "validation": None if val is None else {k: history[(kept["epoch"] or len(history)) - 1][k]
+                                                for k in ("val/auroc", "val/recon")},
+        "kept_epoch": kept["epoch"] or len(history),
         "train_seconds": seconds,
         "d_resets": int(getattr(trainer, "d_resets", 0)),
         "world_size": dist_info.world_size,
