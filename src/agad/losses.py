@@ -111,7 +111,7 @@ def generator_anomaly_loss(
     counts at most up to the cap, so an anomaly already that far gets no more
     gradient. The logged ``dist`` and ``lat`` stay the unclamped means.
     """
-    d = distance.float().reshape(-1) if distance.dim() else distance.float().reshape(1)
+    d = distance.float().reshape(-1)  # per image, or one already-averaged value
     lat = (z.float() - z_hat.float()).pow(2).flatten(1).mean(1)  # per image; its mean is latent_loss
     d_eff = d.clamp(max=dist_cap).mean() if dist_cap is not None else d.mean()
     lat_eff = lat.clamp(max=lat_cap).mean() if lat_cap is not None else lat.mean()

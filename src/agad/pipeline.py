@@ -142,6 +142,9 @@ def train(
     x_test = torch.from_numpy(split.x_test)
     amp = resolve_precision(cfg.precision, device)
 
+    # select_epoch="val-recon": the epoch, score and weights of the best held-out normal score so far
+    kept: dict[str, Any] = {"epoch": None, "val/recon": math.inf, "state": None}
+
     def on_epoch(tr, record):
         if val is not None and dist_info.is_main:  # training data only: fair for selection
             s = score_images(tr.scoring_generator, val.x, batch_size=cfg.eval_batch_size, device=device,
@@ -158,7 +161,6 @@ def train(
                              amp_dtype=amp, channels_last=cfg.channels_last)
             record["test/auroc"] = auroc_of(split.y_test, s)
 
-    kept: dict[str, Any] = {"epoch": None, "val/recon": math.inf, "state": None}
     t0 = time.perf_counter()
     x_anom = torch.from_numpy(split.x_anomaly) if len(split.x_anomaly) else None
     history = trainer.fit(torch.from_numpy(split.x_normal), x_anom, progress=progress, on_epoch=on_epoch)
