@@ -29,7 +29,7 @@ from agad.experiments.grid import run_grid, run_name
 
 # Candidate recipes for the contextual adversarial term (issue 7). "literal" is the paper as SPEC reads it.
 # Each is spelled out against the paper-literal settings, so that TrainConfig's defaults may change.
-LITERAL = {"advprop": False, "detach_pseudo": False, "ema_decay": 0.0}
+LITERAL = {"advprop": False, "detach_pseudo": False, "ema_decay": 0.0, "anomaly_margin": 0.0}
 CANDIDATES: dict[str, dict] = {
     "literal": LITERAL,
     "no-ca": {**LITERAL, "ca": False},

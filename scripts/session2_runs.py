@@ -16,10 +16,11 @@ import sys
 from agad.config import TrainConfig
 from agad.experiments.grid import run_grid
 
-ADVPROP_EMA = {"advprop": True, "detach_pseudo": False, "ema_decay": 0.995}  # default since session 2
-DETACH_EMA = {"advprop": False, "detach_pseudo": True, "ema_decay": 0.995}  # session 1's default
-LITERAL = {"advprop": False, "detach_pseudo": False, "ema_decay": 0.0}
-NO_CA = {"ca": False, "advprop": False, "detach_pseudo": False, "ema_decay": 0.0}
+# anomaly_margin=0: the labelled-anomaly push as the paper writes it (what these recipes meant in session 2)
+ADVPROP_EMA = {"advprop": True, "detach_pseudo": False, "ema_decay": 0.995, "anomaly_margin": 0.0}  # session 2
+DETACH_EMA = {"advprop": False, "detach_pseudo": True, "ema_decay": 0.995, "anomaly_margin": 0.0}  # session 1
+LITERAL = {"advprop": False, "detach_pseudo": False, "ema_decay": 0.0, "anomaly_margin": 0.0}
+NO_CA = {"ca": False, "advprop": False, "detach_pseudo": False, "ema_decay": 0.0, "anomaly_margin": 0.0}
 
 
 def cfgs(data: str, recipe: dict, classes, gammas=(0.0,), seeds=(0,), **extra) -> list[TrainConfig]:

@@ -16,6 +16,7 @@ Test AUROC is tracked per epoch for the spread and the curves only.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import statistics
 import sys
@@ -23,7 +24,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from campaign import SELECTION_CLASSES, choose  # noqa: E402
-from session2_runs import ADVPROP_EMA, cfgs  # noqa: E402
+from session2_runs import ADVPROP_EMA, NO_CA, cfgs  # noqa: E402
 
 from agad.experiments.grid import run_grid, run_name  # noqa: E402
 
@@ -76,6 +77,80 @@ def choose_g05() -> str:
     return chosen
 
 
+def report_g05() -> None:
+    """Test AUROC of the gamma 0.05 runs with a validation split (for the report; nothing is chosen from it).
+
+    Per class: the last epoch's and the val-recon epoch's test AUROC, and the spread (max - min of test AUROC
+    over the last half of epochs). Classes 0, 1, 4, 6 took part in the selection (on validation AUROC).
+    """
+    print("| candidate | read at | " + " | ".join(f"c{k}" for k in range(10)) + " | mean | max spread |")
+    print("|---|---|" + "---|" * 10 + "---|---|")
+    for name, recipe in G05_CANDIDATES.items():
+        runs = {}
+        for c in _g05(recipe, range(10)):
+            p = ROOT / run_name(c) / "history.jsonl"
+            if (p.parent / "metrics.json").is_file():
+                hist = [json.loads(line) for line in p.read_text().splitlines() if line.strip()]
+                tail = [h["test/auroc"] for h in hist[len(hist) // 2 :]]
+                kept = min(hist, key=lambda h: h["val/recon"])
+                runs[c.normal_class] = (hist[-1]["test/auroc"], kept["test/auroc"], max(tail) - min(tail))
+        for i, rule in enumerate(("last", "val-recon")):
+            cells = [f"{100 * runs[k][i]:.1f}" + (f" ({100 * runs[k][2]:.1f})" if i == 0 else "") if k in runs else "–"
+                     for k in range(10)]
+            vals = [runs[k][i] for k in runs]
+            mean = f"{100 * statistics.mean(vals):.1f}" if len(vals) == 10 else f"({100 * statistics.mean(vals):.1f}, {len(vals)} classes)"
+            spread = f"{100 * max(r[2] for r in runs.values()):.1f}" if i == 0 else ""
+            print(f"| {name} | {rule} | " + " | ".join(cells) + f" | {mean} | {spread} |")
+
+
+def test_g05() -> None:
+    """The chosen candidate on the six classes that took no part in the selection (after choose-g05)."""
+    chosen = json.loads((ROOT / "selection_g05.json").read_text())["chosen"].split(" @")[0]
+    rest = [k for k in range(10) if k not in SELECTION_CLASSES]
+    run_grid(_g05(G05_CANDIDATES[chosen], rest), ROOT, jobs=1, keep_weights=False)
+
+
+def seed1_g0() -> None:
+    """A second seed at gamma 0, default and w/o C.A. in pairs, class by class (as far as time allows)."""
+    run_grid(_seed1_plan(), ROOT, jobs=1, keep_weights=False)
+
+
+def _seed1_plan() -> list:
+    return [c for k in range(10) for r in (ADVPROP_EMA, NO_CA) for c in cfgs("fashion-mnist", r, [k], seeds=[1])]
+
+
+def _busy(run_dir: Path) -> bool:
+    """Whether another worker holds the run's lock (grid._run_lock: an flock, released when its holder dies)."""
+    lock = run_dir.with_name(f".{run_dir.name}.lock")
+    if not lock.exists():
+        return False
+    with open(lock, "a") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        fcntl.flock(f, fcntl.LOCK_UN)
+        return False
+
+
+def after_select() -> None:
+    """A worker's queue once its selection runs are done: seed-1 runs while the last selection run finishes,
+    then the chosen candidate on the other six classes, then the rest of seed 1."""
+    while True:
+        if not (ROOT / "selection_g05.json").is_file():
+            choose_g05()  # writes the file once every selection run is complete
+        if (ROOT / "selection_g05.json").is_file():
+            break
+        free = [c for c in _seed1_plan() if not (ROOT / run_name(c) / "metrics.json").is_file()
+                and not _busy(ROOT / run_name(c))]
+        if not free:
+            break
+        run_grid(free[:1], ROOT, jobs=1, keep_weights=False)
+    test_g05()
+    seed1_g0()
+
+
 if __name__ == "__main__":
     for stage in sys.argv[1:]:
-        {"select-g05": select_g05, "choose-g05": choose_g05}[stage]()
+        {"select-g05": select_g05, "choose-g05": choose_g05, "test-g05": test_g05, "report-g05": report_g05, "seed1-g0": seed1_g0,
+         "after-select": after_select}[stage]()
