@@ -24,8 +24,10 @@ NO_CA = {"ca": False, "advprop": False, "detach_pseudo": False, "ema_decay": 0.0
 
 
 def cfgs(data: str, recipe: dict, classes, gammas=(0.0,), seeds=(0,), **extra) -> list[TrainConfig]:
-    return [TrainConfig(data=data, normal_class=c, gamma=g, seed=s, track_test_auroc=True, num_threads=1,
-                        **recipe, **extra)
+    # the session-2 protocol (all normal images, last epoch) unless a stage says otherwise: since session 3 the
+    # default at gamma > 0 holds out 10% and keeps the val-recon epoch
+    fixed = {"val_fraction": 0.0, "select_epoch": "last", **recipe, **extra}
+    return [TrainConfig(data=data, normal_class=c, gamma=g, seed=s, track_test_auroc=True, num_threads=1, **fixed)
             for s in seeds for g in gammas for c in classes]
 
 

@@ -146,10 +146,14 @@ def test_flags_reach_the_saved_config(tmp_path, capsys):
     assert (c["w_adv"], c["w_con"], c["w_adcon"], c["w_lat"], c["delta"], c["lr"]) == (2, 40, 10, 3, 1e-4, 1e-4)
     assert (c["gamma"], c["batch_size"], c["detach_pseudo"], c["ema_decay"]) == (0.2, 40, True, 0.9)
     assert c["anomaly_margin"] == 3
+    # labelled anomalies and no --val-fraction / --select-epoch: the run records what "auto" became
+    assert (c["val_fraction"], c["select_epoch"]) == (0.1, "val-recon")
+    assert json.loads((out / "config.json").read_text())["data"]["n_validation"] > 0
     code, _, err = run_cli(["train", "--data", data, "--epochs", "1", "--precision", "fp32", "--no-progress",
                             "--out", tmp_path / "run2", "--no-advprop"], capsys)
     assert code == 0, err
-    assert json.loads((tmp_path / "run2" / "config.json").read_text())["config"]["advprop"] is False
+    c = json.loads((tmp_path / "run2" / "config.json").read_text())["config"]
+    assert c["advprop"] is False and (c["val_fraction"], c["select_epoch"]) == (0.0, "last")  # gamma 0: no hold-out
 
 
 def test_select_epoch_val_recon_keeps_the_epoch_with_the_lowest_heldout_normal_score(tmp_path, capsys):

@@ -260,3 +260,25 @@ def test_unreadable_image_names_the_path(tmp_path, image_files):
         AGAD(**FAST).fit([image_files[0], bad])
     with pytest.raises(FileNotFoundError, match="does not exist"):
         AGAD(**FAST).fit([tmp_path / "nope.png"])
+
+
+def test_labelled_anomalies_keep_the_epoch_that_scores_heldout_unlabelled_images_lowest(digits):
+    """The default with labelled anomalies (select_epoch "auto" -> "val-recon"): 10% of the unlabelled images are
+    held out, and the weights kept are those of the epoch that scores them lowest."""
+    from agad.data import validation_split
+
+    X = np.concatenate([digits["train"][:40], digits["anomalies"]])
+    y = np.r_[np.zeros(40, int), np.ones(8, int)]
+    det = AGAD(**{**FAST, "epochs": 3, "batch_size": 64}).fit(X, y)
+    assert (det.config_.select_epoch, det.config_.val_fraction) == ("val-recon", 0.1)
+    recon = [h["val/recon"] for h in det.history_]
+    assert len(recon) == 3 and det.kept_epoch_ == int(np.argmin(recon)) + 1
+    _, held = validation_split(digits["train"][:40], 0.1, seed=0)
+    assert det.decision_function(held).shape == (4,)
+    assert float(det._score(held).mean()) == pytest.approx(min(recon), rel=1e-4)
+    assert det.decision_scores_.shape == (40,)  # every unlabelled image is scored, held out or not
+    # "last" (or no labelled anomalies): no hold-out, the last epoch
+    last = AGAD(**{**FAST, "epochs": 2, "batch_size": 64, "select_epoch": "last"}).fit(X, y)
+    assert last.kept_epoch_ == 2 and "val/recon" not in last.history_[0]
+    with pytest.raises(AgadError, match="val_fraction"):
+        AGAD(**FAST, select_epoch="val-recon", val_fraction=0.0).fit(digits["train"][:8])

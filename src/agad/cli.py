@@ -79,10 +79,11 @@ def add_config_flags(p: argparse.ArgumentParser) -> None:
     g.add_argument("--compile", action="store_true", default=S, help="torch.compile the networks")
     g.add_argument("--num-threads", dest="num_threads", type=int, default=S)
     g.add_argument("--val-fraction", dest="val_fraction", type=float, default=S,
-                   help="hold out this fraction of normal training images for validation AUROC (training data only)")
+                   help="hold out this fraction of normal training images for validation (training data only; "
+                        "default 0.1 with labelled anomalies, else 0)")
     g.add_argument("--select-epoch", dest="select_epoch", choices=SELECT_EPOCHS, default=S,
-                   help="keep the last epoch (default) or the one with the lowest held-out normal score "
-                        "(val-recon; needs --val-fraction)")
+                   help="keep the last epoch or the one with the lowest held-out normal score (val-recon; needs a "
+                        "validation fraction); auto (default): val-recon with labelled anomalies, else last")
     g.add_argument("--track-test-auroc", dest="track_test_auroc", action="store_true", default=S,
                    help="log test AUROC per epoch (diagnostics / Fig. 6 only; never used to pick an epoch)")
 

@@ -24,7 +24,8 @@ METHODS = ("agad", "ganomaly", "skip-ganomaly")
 PROTOCOLS = ("one-vs-rest", "one-anomalous")
 ANOMALY_DISTANCES = ("input", "pseudo")
 ADCON_FORMS = ("linear", "reciprocal", "bounded")
-SELECT_EPOCHS = ("last", "val-recon")
+SELECT_EPOCHS = ("auto", "last", "val-recon")
+AUTO_VAL_FRACTION = 0.1  # held out when labelled anomalies make the default val-recon (docs/STABILITY.md)
 PRECISIONS = ("auto", "fp32", "bf16")
 DEVICES = ("auto", "cpu", "cuda")
 
@@ -90,12 +91,16 @@ class TrainConfig:
     compile: bool = False  # torch.compile the networks (helps on GPU; slow to start)
     num_threads: int = 0  # 0: leave PyTorch's default
     eval_batch_size: int = 256
-    val_fraction: float = 0.0  # > 0: hold out this fraction of normal *training* images (+ as many other-class
-    #                             training images as anomalies) to measure validation AUROC per epoch; never test data
+    # > 0: hold out this fraction of normal *training* images (+ as many other-class training images as
+    # anomalies) to measure validation AUROC per epoch; never test data. None: AUTO_VAL_FRACTION when there are
+    # labelled anomalies (gamma > 0), else 0 -- see resolved()
+    val_fraction: float | None = None
     track_test_auroc: bool = False  # diagnostics only (Fig. 6): logged per epoch, never used to pick anything
     # which epoch's (EMA) weights to keep: "last" (fixed budget), or "val-recon": the epoch with the lowest
-    # mean score of the held-out normal *training* images (needs val_fraction > 0; no anomaly label used)
-    select_epoch: str = "last"
+    # mean score of the held-out normal *training* images (needs val_fraction > 0; no anomaly label used).
+    # "auto": val-recon with labelled anomalies (gamma > 0), where late collapses happen, else last (session 3's
+    # validation selection, docs/STABILITY.md)
+    select_epoch: str = "auto"
 
     extra: dict[str, Any] = field(default_factory=dict)  # free-form notes recorded with the run
 
@@ -149,9 +154,10 @@ class TrainConfig:
         number("eps", 0, 1, lo_open=True)
         number("adcon_margin", 0, math.inf, lo_open=True, hi_open=True)
         number("ema_decay", 0, 1, hi_open=True)
-        number("val_fraction", 0, 1, hi_open=True)
+        if self.val_fraction is not None:
+            number("val_fraction", 0, 1, hi_open=True)
         choice("select_epoch", SELECT_EPOCHS)
-        if self.select_epoch == "val-recon" and self.val_fraction <= 0:
+        if self.select_epoch == "val-recon" and self.resolved_val_fraction() <= 0:
             raise AgadError("select_epoch 'val-recon' scores held-out normal training images: "
                             "set val_fraction > 0 (e.g. --val-fraction 0.1)")
         number("seed", 0, 2**32 - 1, integer=True)
@@ -187,3 +193,30 @@ class TrainConfig:
 
     def replace(self, **changes: Any) -> "TrainConfig":
         return dataclasses.replace(self, **changes)
+
+    # -- "auto" values, made concrete for one run
+    def resolved_val_fraction(self) -> float:
+        if self.val_fraction is not None:
+            return float(self.val_fraction)
+        return AUTO_VAL_FRACTION if self.gamma > 0 else 0.0
+
+    def resolved(self) -> "TrainConfig":
+        """The config with its "auto" values made concrete: what a run records and what names it.
+
+        With labelled anomalies (gamma > 0) the default holds out 10% of the normal training images and keeps
+        the epoch that scores them lowest; without, it trains on all of them and keeps the last epoch.
+
+        >>> c = TrainConfig(gamma=0.05).resolved()
+        >>> (c.val_fraction, c.select_epoch)
+        (0.1, 'val-recon')
+        >>> c = TrainConfig().resolved()
+        >>> (c.val_fraction, c.select_epoch)
+        (0.0, 'last')
+        >>> TrainConfig(gamma=0.05, val_fraction=0.0).resolved().select_epoch
+        'last'
+        """
+        val_fraction = self.resolved_val_fraction()
+        select = self.select_epoch
+        if select == "auto":
+            select = "val-recon" if self.gamma > 0 and val_fraction > 0 else "last"
+        return dataclasses.replace(self, val_fraction=val_fraction, select_epoch=select)

@@ -55,10 +55,10 @@ from sklearn.utils.validation import check_is_fitted
 
 from . import __version__
 from .config import TrainConfig
-from .data import as_nchw_uint8, resize_uint8
+from .data import as_nchw_uint8, resize_uint8, validation_split
 from .errors import AgadError
 from .nets import count_parameters
-from .pipeline import build_networks, make_trainer
+from .pipeline import EpochKeeper, build_networks, make_trainer
 from .predict import default_image_size, expand_items, is_image_input, read_images
 from .runs import (
     CONFIG_FILE, DISCRIMINATOR_FILE, FORMAT_VERSION, GENERATOR_FILE, HISTORY_FILE, atomic_write_json,
@@ -79,7 +79,7 @@ _CONFIG_PARAMS = (
     "backbone", "epochs", "batch_size", "lr", "w_adv", "w_con", "w_adcon", "w_lat", "ca",
     "anomaly_distance", "advprop", "freeze_bn_anomalies", "min_anomalies_per_batch",
     "detach_pseudo", "adcon_form", "adcon_margin", "adcon_warmup_epochs", "ema_decay", "grad_clip",
-    "anomaly_margin", "device", "precision",
+    "anomaly_margin", "select_epoch", "val_fraction", "device", "precision",
 )
 _BOOL_PARAMS = ("ca", "advprop", "freeze_bn_anomalies", "detach_pseudo")
 
@@ -137,6 +137,11 @@ class AGAD(BaseEstimator):
             Algorithm 1's options (see TrainConfig).
         detach_pseudo, adcon_form, adcon_margin, adcon_warmup_epochs,
             ema_decay, grad_clip, anomaly_margin: stability options (see TrainConfig).
+        select_epoch, val_fraction: which epoch's weights to keep. The default
+            ("auto") keeps the last epoch without labelled anomalies; with
+            labelled anomalies (``y`` has 1s) it holds out ``val_fraction``
+            (default 0.1) of the unlabelled images and keeps the epoch that
+            scores them lowest ("val-recon"; no labels used). "last" turns it off.
         device: "auto", "cpu" or "cuda". precision: "auto", "fp32" or "bf16".
         random_state: seed (int) of weights and batch order; None draws one.
         verbose: show a progress bar and per-epoch losses while fitting.
@@ -149,6 +154,7 @@ class AGAD(BaseEstimator):
         n_channels_in_, image_size_: the model's input shape (C, S, S).
         gamma_: fraction of labelled anomalies among the training images.
         history_: one dict of mean loss terms per epoch.
+        kept_epoch_: the epoch whose weights score (the last one unless select_epoch chose another).
         config_: the resolved :class:`agad.config.TrainConfig`.
         generator_, discriminator_: the networks (generator_ scores; EMA copy when enabled).
 
@@ -181,6 +187,8 @@ class AGAD(BaseEstimator):
         ema_decay: float | None = None,
         grad_clip: float | None = None,
         anomaly_margin: float | None = None,
+        select_epoch: str | None = None,
+        val_fraction: float | None = None,
         device: str = "auto",
         precision: str = "auto",
         random_state: int | None = 0,
@@ -208,6 +216,8 @@ class AGAD(BaseEstimator):
         self.ema_decay = ema_decay
         self.grad_clip = grad_clip
         self.anomaly_margin = anomaly_margin
+        self.select_epoch = select_epoch
+        self.val_fraction = val_fraction
         self.device = device
         self.precision = precision
         self.random_state = random_state
@@ -305,7 +315,14 @@ class AGAD(BaseEstimator):
         if len(x_normal) < 2:
             raise AgadError(f"fit needs at least 2 unlabelled (y == 0) images; got {len(x_normal)}")
         gamma = len(x_anom) / len(x)
-        cfg = self._make_config(gamma=gamma, image_size=size, seed=seed)
+        cfg = self._make_config(gamma=gamma, image_size=size, seed=seed).resolved()
+        # select_epoch "val-recon" (the default with labelled anomalies): held-out unlabelled images choose the epoch
+        keeper, x_held = None, None
+        if cfg.select_epoch == "val-recon":
+            x_fit, x_held = validation_split(x_normal, cfg.val_fraction, seed=seed)
+            keeper = EpochKeeper()
+        else:
+            x_fit = x_normal
         # the input shape is fixed from here on; validation data are read like any later input
         self.n_channels_in_, self.image_size_ = channels, size
         x_val = y_val_ = None
@@ -323,17 +340,26 @@ class AGAD(BaseEstimator):
         G, D = build_networks(cfg, channels, size)
         trainer = make_trainer(cfg, G, D)
 
+        def score(G, images):
+            return score_images(G, images, batch_size=cfg.eval_batch_size, device=device, amp_dtype=amp,
+                                channels_last=cfg.channels_last)
+
         def on_epoch(tr, record):  # validation data only; never the images that will be scored
-            s = score_images(tr.scoring_generator, x_val, batch_size=cfg.eval_batch_size, device=device,
-                             amp_dtype=amp, channels_last=cfg.channels_last)
-            record["val/auroc"] = float(roc_auc_score(y_val_, s))
+            if x_val is not None:
+                record["val/auroc"] = float(roc_auc_score(y_val_, score(tr.scoring_generator, x_val)))
+            if keeper is not None:
+                record["val/recon"] = float(score(tr.scoring_generator, x_held).mean())
+                keeper.offer(tr, record["val/recon"])
 
         t0 = time.perf_counter()
         history = trainer.fit(
-            torch.from_numpy(x_normal), torch.from_numpy(x_anom) if len(x_anom) else None,
-            progress=bool(self.verbose), on_epoch=on_epoch if x_val is not None else None,
+            torch.from_numpy(x_fit), torch.from_numpy(x_anom) if len(x_anom) else None,
+            progress=bool(self.verbose), on_epoch=on_epoch if x_val is not None or keeper is not None else None,
         )
         seconds = time.perf_counter() - t0
+        if keeper is not None:
+            keeper.restore(trainer.scoring_generator)
+        self.kept_epoch_ = (keeper.epoch if keeper is not None else None) or len(history)
 
         self.config_ = cfg
         self.generator_ = trainer.scoring_generator.eval()
@@ -384,6 +410,7 @@ class AGAD(BaseEstimator):
             "data": {"source": "AGAD.fit", "n_normal_train": int(len(self.decision_scores_)),
                      "n_anomaly_train": int(n_anomalies)},
             "validation": validation,
+            "kept_epoch": self.kept_epoch_,
             "train_seconds": seconds,
             "d_resets": d_resets,
             "world_size": 1,
@@ -535,6 +562,7 @@ class AGAD(BaseEstimator):
         est.n_channels_in_, est.image_size_ = channels, size
         est.gamma_ = cfg.gamma
         est.history_ = read_history(run_dir)
+        est.kept_epoch_ = int(meta.get("kept_epoch") or len(est.history_))
         est.threshold_ = float(meta["threshold"])
         est.threshold_source_ = "validation" if "valid" in str(meta.get("threshold_source", "")) else "contamination"
         scores_path = run_dir / TRAIN_SCORES_FILE

@@ -65,9 +65,10 @@ class Validation:
 
 
 def carve_validation(cfg: TrainConfig, split: Split, ds) -> tuple[Split, Validation | None]:
-    if cfg.val_fraction <= 0:
+    fraction = cfg.resolved_val_fraction()
+    if fraction <= 0:
         return split, None
-    x_train, x_val = validation_split(split.x_normal, cfg.val_fraction, seed=cfg.seed)
+    x_train, x_val = validation_split(split.x_normal, fraction, seed=cfg.seed)
     # anomaly pool: training images of the classes the test calls anomalous, minus the labelled anomalies
     if cfg.protocol == "one-vs-rest":
         pool = np.flatnonzero(ds.y_train != cfg.normal_class)
@@ -79,6 +80,28 @@ def carve_validation(cfg: TrainConfig, split: Split, ds) -> tuple[Split, Validat
     x = np.concatenate([x_val, ds.x_train[np.sort(pick)]])
     y = np.concatenate([np.zeros(len(x_val), np.int64), np.ones(len(pick), np.int64)])
     return dataclasses.replace(split, x_normal=x_train), Validation(x=x, y=y)
+
+
+class EpochKeeper:
+    """select_epoch="val-recon": keeps the epoch, score and (scoring) weights of the lowest held-out normal score.
+
+    Only held-out *normal training* images decide: no anomaly label, no test data.
+    """
+
+    def __init__(self) -> None:
+        self.epoch: int | None = None
+        self.score = math.inf
+        self.state: dict[str, torch.Tensor] | None = None
+
+    def offer(self, trainer, score: float) -> None:
+        if score < self.score:
+            self.epoch, self.score = trainer.epoch, score
+            self.state = {k: v.detach().clone() for k, v in trainer.scoring_generator.state_dict().items()}
+
+    def restore(self, G: nn.Module) -> None:
+        """Back to the kept epoch's weights (nothing to do when no epoch was offered)."""
+        if self.state is not None:
+            G.load_state_dict(self.state)
 
 
 def build_networks(cfg: TrainConfig, in_channels: int, image_size: int) -> tuple[nn.Module, nn.Module]:
@@ -128,6 +151,7 @@ def train(
     """Train one model and write its run directory (atomically). ``out=None`` keeps it in memory only."""
     if out is not None and Path(out).exists() and not overwrite:  # fail before any work, not after training
         raise AgadError(f"output directory {out} already exists; choose another --out or pass --force to replace it")
+    cfg = cfg.resolved()  # "auto" values made concrete: the run records what it did
     device = resolve_device(cfg.device)
     dist_info = init_distributed(device)
     if cfg.num_threads:
@@ -142,8 +166,7 @@ def train(
     x_test = torch.from_numpy(split.x_test)
     amp = resolve_precision(cfg.precision, device)
 
-    # select_epoch="val-recon": the epoch, score and weights of the best held-out normal score so far
-    kept: dict[str, Any] = {"epoch": None, "val/recon": math.inf, "state": None}
+    kept = EpochKeeper()
 
     def on_epoch(tr, record):
         if val is not None and dist_info.is_main:  # training data only: fair for selection
@@ -151,10 +174,8 @@ def train(
                              amp_dtype=amp, channels_last=cfg.channels_last)
             record["val/auroc"] = auroc_of(val.y, s)
             record["val/recon"] = float(s[val.y == 0].mean())
-            if cfg.select_epoch == "val-recon" and record["val/recon"] < kept["val/recon"]:
-                # only held-out *normal* training images decide: no anomaly label, no test data
-                kept.update({"epoch": tr.epoch, "val/recon": record["val/recon"],
-                             "state": {k: v.detach().clone() for k, v in tr.scoring_generator.state_dict().items()}})
+            if cfg.select_epoch == "val-recon":
+                kept.offer(tr, record["val/recon"])
         # Diagnostics only (paper Fig. 6): recorded, never used to choose anything.
         if cfg.track_test_auroc and dist_info.is_main:
             s = score_images(tr.scoring_generator, x_test, batch_size=cfg.eval_batch_size, device=device,
@@ -167,8 +188,7 @@ def train(
     seconds = time.perf_counter() - t0
 
     G_score = trainer.scoring_generator
-    if kept["state"] is not None:  # select_epoch="val-recon": back to the kept epoch's weights
-        G_score.load_state_dict(kept["state"])
+    kept.restore(G_score)
     train_scores = score_images(G_score, split.x_normal, batch_size=cfg.eval_batch_size, device=device,
                                 amp_dtype=amp, channels_last=cfg.channels_last)
     threshold = float(np.quantile(train_scores, 1.0 - DEFAULT_CONTAMINATION))
@@ -203,9 +223,9 @@ def train(
             "n_validation": 0 if val is None else int(len(val.y)),
         },
         # the validation numbers of the weights that were kept (the last epoch unless select_epoch says otherwise)
-        "validation": None if val is None else {k: history[(kept["epoch"] or len(history)) - 1][k]
+        "validation": None if val is None else {k: history[(kept.epoch or len(history)) - 1][k]
                                                 for k in ("val/auroc", "val/recon")},
-        "kept_epoch": kept["epoch"] or len(history),
+        "kept_epoch": kept.epoch or len(history),
         "train_seconds": seconds,
         "d_resets": int(getattr(trainer, "d_resets", 0)),
         "world_size": dist_info.world_size,

@@ -105,7 +105,7 @@ NAME_BASELINE_OVERRIDES = {"detach_pseudo": False, "ema_decay": 0.0, "advprop": 
 
 
 def _defaults() -> dict[str, Any]:
-    return {**TrainConfig().to_dict(), **NAME_BASELINE_OVERRIDES}
+    return {**TrainConfig().resolved().to_dict(), **NAME_BASELINE_OVERRIDES}
 
 
 def canonical_config(cfg: TrainConfig) -> dict[str, Any]:
@@ -119,7 +119,7 @@ def canonical_config(cfg: TrainConfig) -> dict[str, Any]:
     types = _field_types()
     defaults = _defaults()
     out: dict[str, Any] = {}
-    for k, v in cfg.to_dict().items():
+    for k, v in cfg.resolved().to_dict().items():  # "auto" counts as what it resolves to
         if k in RUNTIME_FIELDS or (cfg.method != "agad" and k in AGAD_ONLY):
             continue
         if types.get(k) in (float, float | None) and isinstance(v, (int, float)) and not isinstance(v, bool):
@@ -160,7 +160,7 @@ def run_name(cfg: TrainConfig) -> str:
     the hash (:func:`config_key`) tells apart runs that differ in any other option (epochs, lr, ...).
 
     >>> run_name(TrainConfig(data="fashion-mnist", normal_class=3, gamma=0.05))
-    'fashion-mnist/agad-naive/c3-g0.05-s0-ap-0e04a813'
+    'fashion-mnist/agad-naive/c3-g0.05-s0-ap-6eec44f5'
     """
     model = f"agad-{cfg.backbone}" if cfg.method == "agad" else cfg.method
     parts = [f"c{cfg.normal_class}", f"g{float(cfg.gamma):g}", f"s{cfg.seed}"]
