@@ -45,15 +45,16 @@ def select_g05() -> None:
     run_grid(plan, ROOT, jobs=1, keep_weights=False)
 
 
-def _read(run_dir: Path) -> dict[str, float] | None:
-    """Validation AUROC at the last epoch and at the val-recon epoch, and the last-half spread (history only)."""
+def _read(run_dir: Path, key: str = "val/auroc") -> dict[str, float] | None:
+    """``key`` (validation or test AUROC) at the last epoch and at the val-recon epoch, and its last-half
+    spread, from a complete run's history; None if the run is not complete."""
     p = run_dir / "history.jsonl"
     if not (run_dir / "metrics.json").is_file() or not p.is_file():
         return None
     hist = [json.loads(line) for line in p.read_text().splitlines() if line.strip()]
-    tail = [h["val/auroc"] for h in hist[len(hist) // 2 :]]
+    tail = [h[key] for h in hist[len(hist) // 2 :]]
     kept = min(hist, key=lambda h: h["val/recon"])
-    return {"last": hist[-1]["val/auroc"], "val-recon": kept["val/auroc"], "spread": max(tail) - min(tail)}
+    return {"last": hist[-1][key], "val-recon": kept[key], "spread": max(tail) - min(tail)}
 
 
 def choose_g05() -> str:
@@ -80,12 +81,9 @@ def choose_g05() -> str:
 def _report_rows(name: str, plan: list, root: Path) -> None:
     runs = {}
     for c in plan:
-        p = root / run_name(c) / "history.jsonl"
-        if (p.parent / "metrics.json").is_file():
-            hist = [json.loads(line) for line in p.read_text().splitlines() if line.strip()]
-            tail = [h["test/auroc"] for h in hist[len(hist) // 2 :]]
-            kept = min(hist, key=lambda h: h["val/recon"])
-            runs[c.normal_class] = (hist[-1]["test/auroc"], kept["test/auroc"], max(tail) - min(tail))
+        r = _read(root / run_name(c), "test/auroc")
+        if r is not None:
+            runs[c.normal_class] = (r["last"], r["val-recon"], r["spread"])
     for i, rule in enumerate(("last", "val-recon")):
         cells = [f"{100 * runs[k][i]:.1f}" + (f" ({100 * runs[k][2]:.1f})" if i == 0 else "") if k in runs else "–"
                  for k in range(10)]

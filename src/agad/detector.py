@@ -317,12 +317,9 @@ class AGAD(BaseEstimator):
         gamma = len(x_anom) / len(x)
         cfg = self._make_config(gamma=gamma, image_size=size, seed=seed).resolved()
         # select_epoch "val-recon" (the default with labelled anomalies): held-out unlabelled images choose the epoch
-        keeper, x_held = None, None
+        keeper, x_fit, x_held = EpochKeeper(), x_normal, None
         if cfg.select_epoch == "val-recon":
             x_fit, x_held = validation_split(x_normal, cfg.val_fraction, seed=seed)
-            keeper = EpochKeeper()
-        else:
-            x_fit = x_normal
         # the input shape is fixed from here on; validation data are read like any later input
         self.n_channels_in_, self.image_size_ = channels, size
         x_val = y_val_ = None
@@ -347,19 +344,18 @@ class AGAD(BaseEstimator):
         def on_epoch(tr, record):  # validation data only; never the images that will be scored
             if x_val is not None:
                 record["val/auroc"] = float(roc_auc_score(y_val_, score(tr.scoring_generator, x_val)))
-            if keeper is not None:
+            if x_held is not None:
                 record["val/recon"] = float(score(tr.scoring_generator, x_held).mean())
                 keeper.offer(tr, record["val/recon"])
 
         t0 = time.perf_counter()
         history = trainer.fit(
             torch.from_numpy(x_fit), torch.from_numpy(x_anom) if len(x_anom) else None,
-            progress=bool(self.verbose), on_epoch=on_epoch if x_val is not None or keeper is not None else None,
+            progress=bool(self.verbose), on_epoch=on_epoch if x_val is not None or x_held is not None else None,
         )
         seconds = time.perf_counter() - t0
-        if keeper is not None:
-            keeper.restore(trainer.scoring_generator)
-        self.kept_epoch_ = (keeper.epoch if keeper is not None else None) or len(history)
+        keeper.restore(trainer.scoring_generator)  # a no-op unless an epoch was offered
+        self.kept_epoch_ = keeper.epoch or len(history)
 
         self.config_ = cfg
         self.generator_ = trainer.scoring_generator.eval()
