@@ -1,8 +1,9 @@
 """CPU runs of the third session: a validation selection for labelled anomalies (issue 7, gamma 0.05).
 
-    PYTHONPATH=src python scripts/session3_runs.py select-g05 &   # two workers share the queue
-    PYTHONPATH=src python scripts/session3_runs.py select-g05 &
-    PYTHONPATH=src python scripts/session3_runs.py choose-g05      # reads validation AUROC only
+    PYTHONPATH=src python scripts/session3_runs.py select-g05 after-select &   # two workers share the queue
+    PYTHONPATH=src python scripts/session3_runs.py select-g05 after-select &
+    PYTHONPATH=src python scripts/session3_runs.py choose-g05    # reads validation AUROC only
+    PYTHONPATH=src python scripts/session3_runs.py report-g05    # test AUROC tables (report only)
 
 The default (AdvProp + EMA) collapses late on some classes at gamma 0.05 (docs/STABILITY.md). Candidates,
 fixed before any of their runs: the default; + ``freeze_bn_anomalies`` (labelled anomalies are normalised with
