@@ -137,7 +137,7 @@ def test_flags_reach_the_saved_config(tmp_path, capsys):
     flags = ["--backbone", "naive", "--no-ca", "--advprop", "--freeze-bn-anomalies", "--anomaly-distance", "pseudo",
              "--w-adv", "2", "--w-con", "40", "--w-adcon", "10", "--w-lat", "3", "--delta", "1e-4", "--lr", "1e-4",
              "--gamma", "0.2", "--batch-size", "40", "--detach-pseudo", "--ema-decay", "0.9",
-             "--anomaly-margin", "3"]
+             "--anomaly-margin", "3", "--lr-schedule", "cosine"]
     code, _, err = run_cli(["train", "--data", data, "--epochs", "1", "--precision", "fp32", "--no-progress",
                             "--out", out, *flags], capsys)
     assert code == 0, err
@@ -145,7 +145,7 @@ def test_flags_reach_the_saved_config(tmp_path, capsys):
     assert (c["ca"], c["advprop"], c["freeze_bn_anomalies"], c["anomaly_distance"]) == (False, True, True, "pseudo")
     assert (c["w_adv"], c["w_con"], c["w_adcon"], c["w_lat"], c["delta"], c["lr"]) == (2, 40, 10, 3, 1e-4, 1e-4)
     assert (c["gamma"], c["batch_size"], c["detach_pseudo"], c["ema_decay"]) == (0.2, 40, True, 0.9)
-    assert c["anomaly_margin"] == 3
+    assert c["anomaly_margin"] == 3 and c["lr_schedule"] == "cosine"
     # labelled anomalies and no --val-fraction / --select-epoch: the run records what "auto" became
     assert (c["val_fraction"], c["select_epoch"]) == (0.1, "val-recon")
     assert json.loads((out / "config.json").read_text())["data"]["n_validation"] > 0

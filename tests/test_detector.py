@@ -83,6 +83,7 @@ def test_explicit_defaults_agree_with_train_config():
         ({"random_state": -1}, "The 'random_state' parameter"),
         ({"ca": "yes"}, "The 'ca' parameter must be a bool"),
         ({"device": "tpu"}, "The 'device' parameter must be one of auto, cpu, cuda"),
+        ({"lr_schedule": "step"}, "The 'lr_schedule' parameter must be one of constant, cosine. Got 'step'"),
     ],
 )
 def test_bad_parameters_raise_value_errors_naming_them(kwargs, needle):

@@ -218,6 +218,29 @@ def test_adcon_warmup_scales_the_weight():
     assert make_trainer(ca=False)._adcon_weight(5.0) == 0.0
 
 
+@pytest.mark.parametrize("schedule", ["constant", "cosine"])
+def test_lr_schedule_sets_the_rate_of_every_step(mnist_split, monkeypatch, schedule):
+    tr = make_trainer(lr=1e-3, epochs=2, batch_size=16, ca=False, lr_schedule=schedule)
+    rates = []
+    real_step = tr.step
+
+    def spy(x_n, x_a=None, **kw):
+        rates.append((tr.opt_g.param_groups[0]["lr"], tr.opt_d.param_groups[0]["lr"]))
+        return real_step(x_n, x_a, **kw)
+
+    monkeypatch.setattr(tr, "step", spy)
+    hist = tr.fit(torch.from_numpy(mnist_split.x_normal[:64]), progress=False)  # 4 steps per epoch, 8 in all
+    g, d = zip(*rates)
+    assert g == d and len(g) == 8
+    if schedule == "constant":
+        assert set(g) == {1e-3} and "lr" not in hist[-1]
+    else:  # half a cosine from lr down to 0 over the 2-epoch budget, one value per step
+        expected = [1e-3 * 0.5 * (1 + np.cos(np.pi * i / 8)) for i in range(8)]
+        assert g == pytest.approx(expected)
+        assert g[0] == 1e-3 and all(a > b for a, b in zip(g, g[1:]))
+        assert hist[-1]["lr"] == pytest.approx(expected[-1])
+
+
 def test_grad_clip_bounds_the_generator_update(mnist_split):
     x_n = to_unit_range(torch.from_numpy(mnist_split.x_normal[:8]))
     tr = make_trainer(grad_clip=1e-6, lr=1.0)

@@ -14,8 +14,8 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
-from .config import (ADCON_FORMS, ANOMALY_DISTANCES, BACKBONES, DEVICES, METHODS, PRECISIONS, PROTOCOLS, SELECT_EPOCHS,
-                     TrainConfig)
+from .config import (ADCON_FORMS, ANOMALY_DISTANCES, BACKBONES, DEVICES, LR_SCHEDULES, METHODS, PRECISIONS, PROTOCOLS,
+                     SELECT_EPOCHS, TrainConfig)
 from .errors import AgadError
 
 EXIT_USAGE = 2
@@ -48,6 +48,8 @@ def add_config_flags(p: argparse.ArgumentParser) -> None:
     g.add_argument("--epochs", type=int, default=S)
     g.add_argument("--batch-size", dest="batch_size", type=int, default=S)
     g.add_argument("--lr", type=float, default=S)
+    g.add_argument("--lr-schedule", dest="lr_schedule", choices=LR_SCHEDULES, default=S,
+                   help="constant (default, as the paper) or cosine: decays to 0 at the last step")
     g.add_argument("--seed", type=int, default=S)
     g.add_argument("--w-adv", dest="w_adv", type=float, default=S, help="λadv (default 1)")
     g.add_argument("--w-con", dest="w_con", type=float, default=S, help="λcon (default 50)")

@@ -25,6 +25,7 @@ PROTOCOLS = ("one-vs-rest", "one-anomalous")
 ANOMALY_DISTANCES = ("input", "pseudo")
 ADCON_FORMS = ("linear", "reciprocal", "bounded")
 SELECT_EPOCHS = ("auto", "last", "val-recon")
+LR_SCHEDULES = ("constant", "cosine")
 AUTO_VAL_FRACTION = 0.1  # held out when labelled anomalies make the default val-recon (docs/STABILITY.md)
 PRECISIONS = ("auto", "fp32", "bf16")
 DEVICES = ("auto", "cpu", "cuda")
@@ -49,6 +50,9 @@ class TrainConfig:
     batch_size: int = 64  # normal images per step (paper: 256 in all). 64 gives 4x more updates per epoch
     #                       at the same per-image cost; labelled anomalies come on top of these
     lr: float = 2e-4  # Adam, as in GANomaly
+    # constant (GANomaly, the paper) or cosine: G's and D's learning rate falls per step from lr to 0 at the
+    # end of the budget (issue 7 probe: damp the late-epoch swings)
+    lr_schedule: str = "constant"
     beta1: float = 0.5
     beta2: float = 0.999
     min_anomalies_per_batch: int = 32  # Algorithm 1: every mini-batch holds at least 32 labelled anomalies when gamma > 0
@@ -157,6 +161,7 @@ class TrainConfig:
         if self.val_fraction is not None:
             number("val_fraction", 0, 1, hi_open=True)
         choice("select_epoch", SELECT_EPOCHS)
+        choice("lr_schedule", LR_SCHEDULES)
         if self.select_epoch == "val-recon" and self.resolved_val_fraction() <= 0:
             raise AgadError("select_epoch 'val-recon' scores held-out normal training images: "
                             "set val_fraction > 0 (e.g. --val-fraction 0.1)")

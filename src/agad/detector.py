@@ -76,7 +76,7 @@ IN_MEMORY_DATA = "in-memory-arrays"  # TrainConfig.data of a model fitted on arr
 # means "TrainConfig's default", read when ``fit`` runs, so the stability
 # defaults live in one place (agad.config).
 _CONFIG_PARAMS = (
-    "backbone", "epochs", "batch_size", "lr", "w_adv", "w_con", "w_adcon", "w_lat", "ca",
+    "backbone", "epochs", "batch_size", "lr", "lr_schedule", "w_adv", "w_con", "w_adcon", "w_lat", "ca",
     "anomaly_distance", "advprop", "freeze_bn_anomalies", "min_anomalies_per_batch",
     "detach_pseudo", "adcon_form", "adcon_margin", "adcon_warmup_epochs", "ema_decay", "grad_clip",
     "anomaly_margin", "select_epoch", "val_fraction", "device", "precision",
@@ -130,6 +130,7 @@ class AGAD(BaseEstimator):
             training images, in (0, 0.5]; sets ``threshold_`` unless a
             validation set is given.
         image_size: square input size; None derives it from the training images.
+        lr_schedule: "constant" (the paper) or "cosine" (decays to 0 at the end).
         lr, w_adv, w_con, w_adcon, w_lat, ca: Adam's learning rate, the loss
             weights λadv, λcon, λadcon, λlat, and the contextual-adversarial
             switch (False is the paper's "w/o C.A." ablation).
@@ -171,6 +172,7 @@ class AGAD(BaseEstimator):
         contamination: float = 0.1,
         image_size: int | None = None,
         lr: float = 2e-4,
+        lr_schedule: str | None = None,
         w_adv: float = 1.0,
         w_con: float = 50.0,
         w_adcon: float = 15.0,
@@ -200,6 +202,7 @@ class AGAD(BaseEstimator):
         self.contamination = contamination
         self.image_size = image_size
         self.lr = lr
+        self.lr_schedule = lr_schedule
         self.w_adv = w_adv
         self.w_con = w_con
         self.w_adcon = w_adcon

@@ -263,6 +263,16 @@ class AGADTrainer:
         opt.step()
         opt.zero_grad(set_to_none=True)
 
+    def _set_lr(self, progress_epochs: float) -> float:
+        """G's and D's learning rate for a step taken ``progress_epochs`` into training (cfg.lr_schedule)."""
+        lr = self.cfg.lr
+        if self.cfg.lr_schedule == "cosine":
+            lr *= 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress_epochs / self.cfg.epochs)))
+            for opt in (self.opt_g, self.opt_d):
+                for group in opt.param_groups:
+                    group["lr"] = lr
+        return lr
+
     # ---------------------------------------------------------------------- fit
     def fit(
         self,
@@ -316,7 +326,9 @@ class AGADTrainer:
                 if stream is not None:
                     a_idx = torch.tensor([next(stream) for _ in range(n_a)])
                     x_a = x_anomaly[a_idx]
-                logs = self.step(x_normal[idx], x_a, progress_epochs=self.epoch + i / len(batches))
+                at = self.epoch + i / len(batches)
+                lr = self._set_lr(at)
+                logs = self.step(x_normal[idx], x_a, progress_epochs=at)
                 for k, v in logs.items():
                     sums[k] += v
                 if progress and i % 5 == 0:
@@ -331,6 +343,8 @@ class AGADTrainer:
             record["epoch"] = self.epoch
             record["seconds"] = time.perf_counter() - t0
             record["d_resets"] = self.d_resets
+            if cfg.lr_schedule != "constant" and batches:
+                record["lr"] = lr  # the last step's
             if not math.isfinite(record.get("G/total", 0.0)):
                 record["nonfinite"] = 1.0
             if on_epoch is not None:
