@@ -12,8 +12,9 @@ The queue, in priority order, fixed before any of its runs:
 3. GANomaly on Fashion-MNIST at gamma 0, seed 0, same harness and budget (issue 5: baselines at gamma 0).
 
 Then, if time allows, a probe (validation only, like session 3's selection): the default at gamma 0.05 with a
-cosine learning-rate schedule (``lr_schedule="cosine"``), on the selection classes, to see whether damping the
-step size damps the late-epoch swings; ``probe-report`` sets it beside session 3's candidates.
+cosine learning-rate schedule (``lr_schedule="cosine"``), alone and with session 3's ``anomaly_margin=2``, on the
+selection classes, to see whether damping the step size damps the late-epoch swings; ``probe-report`` sets them
+beside session 3's candidates.
 """
 
 from __future__ import annotations
@@ -64,11 +65,12 @@ def _last_epoch_row(name: str, plan: list[TrainConfig]) -> None:
     print(f"| {name} | last | " + " | ".join(cells) + f" | {mean} | |")
 
 
-PROBES = {"default+cosine": {**ADVPROP_EMA, "lr_schedule": "cosine"}}
+PROBES = {"default+cosine": {**ADVPROP_EMA, "lr_schedule": "cosine"},
+          "default+margin2+cosine": {**ADVPROP_EMA, "anomaly_margin": 2.0, "lr_schedule": "cosine"}}
 
 
 def probe() -> None:
-    plan = [c for k in SELECTION_CLASSES for r in PROBES.values() for c in _g05(r, [k])]
+    plan = [c for r in PROBES.values() for c in _g05(r, SELECTION_CLASSES)]  # one probe complete first
     run_grid(plan, ROOT, jobs=1, keep_weights=False)
 
 
