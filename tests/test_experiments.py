@@ -186,6 +186,18 @@ def test_table_aggregates_seeds_and_classes_from_handmade_artefacts(tmp_path):
     assert "CUDA out of memory" in text and "Runs: 5 complete, 1 missing." in text
 
 
+def test_runs_of_older_versions_share_a_row_with_new_runs_of_the_same_recipe(tmp_path):
+    new = _fake_run(tmp_path, 0.9, normal_class=0)  # records every field, "auto" resolved (0.0, "last")
+    old = _fake_run(tmp_path, 0.7, normal_class=1)
+    meta = json.loads((old / "config.json").read_text())
+    for key in ("select_epoch", "lr_schedule", "anomaly_margin"):  # fields added after the run was made
+        del meta["config"][key]
+    (old / "config.json").write_text(json.dumps(meta))
+    other = _fake_run(tmp_path, 0.5, normal_class=0, seed=1, lr_schedule="cosine")  # a real difference
+    t = build_table("table1", [new, old, other])
+    assert [(r.label, r.runs) for r in t.rows] == [("lr_schedule=constant", 2), ("lr_schedule=cosine", 1)]
+
+
 def test_table_compares_with_the_paper_when_told_which_dataset(grid_run):
     root, good, _, _, _ = grid_run
     t = build_table("table1", [root / run_name(c) for c in good], dataset="mnist")

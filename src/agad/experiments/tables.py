@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from ..config import TrainConfig
+from ..errors import AgadError
 from .grid import AGAD_ONLY, CONFIG_FILE, FAILURES_FILE, METRICS_FILE, RUNTIME_FIELDS
 from .paper import PaperRef, paper_dataset, paper_reference
 from .stats import mean_sd
@@ -84,6 +85,31 @@ def _read_json(path: Path) -> Any:
         return None
 
 
+def normalised_config(recorded: dict[str, Any]) -> dict[str, Any]:
+    """A recorded config as this version reads it, so that runs of older versions group with new runs of the
+    same recipe: fields added since the run was made take their defaults, and the epoch-keeping fields read
+    "auto" wherever they hold what "auto" resolves to at the run's gamma (runs record resolved values). Left
+    as recorded if this version cannot read it (e.g. a key from a newer version).
+
+    >>> c = normalised_config({"gamma": 0.05, "val_fraction": 0.0})  # recorded before select_epoch existed
+    >>> (c["val_fraction"], c["select_epoch"], c["lr_schedule"])
+    (0.0, 'last', 'constant')
+    >>> c = normalised_config({"gamma": 0.0, "val_fraction": 0.0, "select_epoch": "last"})  # = the gamma-0 default
+    >>> (c["val_fraction"], c["select_epoch"])
+    (None, 'auto')
+    """
+    try:
+        cfg = TrainConfig.from_dict(recorded)
+    except (AgadError, TypeError, ValueError):
+        return recorded
+    out = cfg.resolved().to_dict()
+    auto = TrainConfig(gamma=cfg.gamma)
+    for name in ("val_fraction", "select_epoch"):
+        if out[name] == getattr(auto.resolved(), name):
+            out[name] = getattr(auto, name)
+    return out
+
+
 def read_run(run_dir: str | Path) -> RunRecord | None:
     """A complete run (config.json and metrics.json both readable), else None."""
     run_dir = Path(run_dir)
@@ -91,7 +117,7 @@ def read_run(run_dir: str | Path) -> RunRecord | None:
     metrics = _read_json(run_dir / METRICS_FILE)
     if not isinstance(meta, dict) or not isinstance(meta.get("config"), dict) or not isinstance(metrics, dict):
         return None
-    return RunRecord(run_dir, meta["config"], metrics, meta)
+    return RunRecord(run_dir, normalised_config(meta["config"]), metrics, meta)
 
 
 def find_runs(root: str | Path) -> list[Path]:
