@@ -198,6 +198,13 @@ def test_runs_of_older_versions_share_a_row_with_new_runs_of_the_same_recipe(tmp
     assert [(r.label, r.runs) for r in t.rows] == [("lr_schedule=constant", 2), ("lr_schedule=cosine", 1)]
 
 
+def test_a_baseline_table_does_not_list_agad_switches(tmp_path):
+    runs = [_fake_run(tmp_path, 0.9, normal_class=k, method="ganomaly") for k in (0, 1)]
+    md, _ = write_table("table1", runs, tmp_path, command="agad bench table1 --method ganomaly")
+    settings = next(line for line in md.read_text().splitlines() if line.startswith("Settings"))
+    assert "method=ganomaly" in settings and "ca=" not in settings and "advprop" not in settings
+
+
 def test_table_compares_with_the_paper_when_told_which_dataset(grid_run):
     root, good, _, _, _ = grid_run
     t = build_table("table1", [root / run_name(c) for c in good], dataset="mnist")

@@ -303,9 +303,11 @@ def render_markdown(t: Table, command: str) -> str:
     lines = [f"Command: `{command}`", "", f"# {t.table}: {Path(t.data).name or t.data}", "",
              f"**{HEADLINE_NOTE}**", ""]
     if t.fixed:
+        baseline = t.fixed.get("method", "agad") != "agad"  # AGAD's switches mean nothing for a baseline
         shown = ", ".join(f"{k}={_fmt_value(k, v)}" for k, v in t.fixed.items()
-                          if k in ("data", "method", "backbone", "epochs", "batch_size", "gamma", "ca", "protocol")
-                          or v != _DEFAULTS.get(k))
+                          if not (baseline and k in AGAD_ONLY)
+                          and (k in ("data", "method", "backbone", "epochs", "batch_size", "gamma", "ca", "protocol")
+                               or v != _DEFAULTS.get(k)))
         lines += [f"Settings shared by every run: {shown}.", ""]
     if t.class_names:
         lines += ["Classes: " + ", ".join(f"{c} = {n}" for c, n in zip(t.classes, t.class_names)), ""]
