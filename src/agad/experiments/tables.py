@@ -104,8 +104,9 @@ def normalised_config(recorded: dict[str, Any]) -> dict[str, Any]:
         return recorded
     out = cfg.resolved().to_dict()
     auto = TrainConfig(gamma=cfg.gamma)
+    auto_resolved = auto.resolved()
     for name in ("val_fraction", "select_epoch"):
-        if out[name] == getattr(auto.resolved(), name):
+        if out[name] == getattr(auto_resolved, name):
             out[name] = getattr(auto, name)
     return out
 
