@@ -67,9 +67,9 @@ def _last_epoch_row(name: str, plan: list[TrainConfig]) -> None:
 
 PROBES = {"default+cosine": {**ADVPROP_EMA, "lr_schedule": "cosine"}}
 # w/o C.A. but with the default's EMA (session 2's gamma-0 control), with the same stopping rule: tells how much of
-# the default's lead over w/o C.A. at gamma 0.05 is the C.A. term and how much the EMA (4 classes: CPU time)
+# the default's lead over w/o C.A. at gamma 0.05 is the C.A. term and how much the EMA (6 classes: CPU time)
 NO_CA_EMA = {**NO_CA, "ema_decay": 0.995}
-CONTROL_CLASSES = [0, 1, 2, 3]
+CONTROL_CLASSES = [0, 1, 2, 3, 4, 5]  # 4 and 5 ran at the end of session 4
 
 
 def probe() -> None:
