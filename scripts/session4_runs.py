@@ -25,9 +25,8 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from session2_runs import NO_CA  # noqa: E402
 from campaign import SELECTION_CLASSES  # noqa: E402
-from session2_runs import ADVPROP_EMA  # noqa: E402
+from session2_runs import ADVPROP_EMA, NO_CA  # noqa: E402
 from session3_runs import G05_CANDIDATES, _g05, _read, _report_rows, _seed1_plan  # noqa: E402
 
 from agad.config import TrainConfig  # noqa: E402
