@@ -147,7 +147,7 @@ def test_flags_reach_the_saved_config(tmp_path, capsys):
     assert (c["gamma"], c["batch_size"], c["detach_pseudo"], c["ema_decay"]) == (0.2, 40, True, 0.9)
     assert c["anomaly_margin"] == 3 and c["lr_schedule"] == "cosine"
     # labelled anomalies and no --val-fraction / --select-epoch: the run records what "auto" became
-    assert (c["val_fraction"], c["select_epoch"]) == (0.1, "val-recon")
+    assert (c["val_fraction"], c["select_epoch"]) == (0.1, "val-ratio")
     assert json.loads((out / "config.json").read_text())["data"]["n_validation"] > 0
     code, _, err = run_cli(["train", "--data", data, "--epochs", "1", "--precision", "fp32", "--no-progress",
                             "--out", tmp_path / "run2", "--no-advprop"], capsys)

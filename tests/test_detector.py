@@ -264,22 +264,36 @@ def test_unreadable_image_names_the_path(tmp_path, image_files):
 
 
 def test_labelled_anomalies_keep_the_epoch_that_scores_heldout_unlabelled_images_lowest(digits):
-    """The default with labelled anomalies (select_epoch "auto" -> "val-recon"): 10% of the unlabelled images are
-    held out, and the weights kept are those of the epoch that scores them lowest."""
+    """The default with labelled anomalies (select_epoch "auto" -> "val-ratio"): 10% of the unlabelled images are
+    held out, and the weights kept are those of the epoch that scores them lowest relative to the labelled
+    anomalies' reconstruction distance."""
     from agad.data import validation_split
 
     X = np.concatenate([digits["train"][:40], digits["anomalies"]])
     y = np.r_[np.zeros(40, int), np.ones(8, int)]
     det = AGAD(**{**FAST, "epochs": 3, "batch_size": 64}).fit(X, y)
-    assert (det.config_.select_epoch, det.config_.val_fraction) == ("val-recon", 0.1)
-    recon = [h["val/recon"] for h in det.history_]
-    assert len(recon) == 3 and det.kept_epoch_ == int(np.argmin(recon)) + 1
+    assert (det.config_.select_epoch, det.config_.val_fraction) == ("val-ratio", 0.1)
+    ratio = [h["val/recon"] / h["G/anomaly/dist"] for h in det.history_]
+    kept = int(np.argmin(ratio))
+    assert len(ratio) == 3 and det.kept_epoch_ == kept + 1
     _, held = validation_split(digits["train"][:40], 0.1, seed=0)
     assert det.decision_function(held).shape == (4,)
-    assert float(det._score(held).mean()) == pytest.approx(min(recon), rel=1e-4)
+    assert float(det._score(held).mean()) == pytest.approx(det.history_[kept]["val/recon"], rel=1e-4)
     assert det.decision_scores_.shape == (40,)  # every unlabelled image is scored, held out or not
     # "last" (or no labelled anomalies): no hold-out, the last epoch
     last = AGAD(**{**FAST, "epochs": 2, "batch_size": 64, "select_epoch": "last"}).fit(X, y)
     assert last.kept_epoch_ == 2 and "val/recon" not in last.history_[0]
     with pytest.raises(AgadError, match="val_fraction"):
         AGAD(**FAST, select_epoch="val-recon", val_fraction=0.0).fit(digits["train"][:8])
+
+
+def test_val_recon_keeps_the_epoch_with_the_lowest_heldout_score(digits):
+    """select_epoch "val-recon" (the default of sessions 3-4): the held-out normal score alone decides."""
+    X = np.concatenate([digits["train"][:40], digits["anomalies"]])
+    y = np.r_[np.zeros(40, int), np.ones(8, int)]
+    det = AGAD(**{**FAST, "epochs": 3, "batch_size": 64, "select_epoch": "val-recon"}).fit(X, y)
+    recon = [h["val/recon"] for h in det.history_]
+    assert len(recon) == 3 and det.kept_epoch_ == int(np.argmin(recon)) + 1
+    assert (det.config_.select_epoch, det.config_.val_fraction) == ("val-recon", 0.1)
+    with pytest.raises(AgadError, match="needs labelled anomalies"):  # nothing to divide by
+        AGAD(**FAST, select_epoch="val-ratio").fit(digits["train"][:8])

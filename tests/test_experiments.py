@@ -374,7 +374,8 @@ def test_run_name_is_stable_and_readable():
     cfg = TrainConfig(data="fashion-mnist", normal_class=3, gamma=0.05)
     # pinned: changing it orphans every stored run. The paper-literal recipe keeps the name it had before
     # the stability defaults changed; the new defaults are a different run with a different name.
-    # Since session 3 the default at gamma > 0 holds out 10% of the normals and keeps the val-recon epoch; the
+    # Since session 3 the default at gamma > 0 holds out 10% of the normals and keeps the val-recon epoch
+    # (val-ratio since session 5); the
     # earlier recipes trained on all of them and kept the last epoch.
     whole = cfg.replace(val_fraction=0.0, select_epoch="last")
     literal = whole.replace(advprop=False, detach_pseudo=False, ema_decay=0.0)
@@ -383,7 +384,9 @@ def test_run_name_is_stable_and_readable():
     assert run_name(session1) == "fashion-mnist/agad-naive/c3-g0.05-s0-050a6af4"
     assert run_name(whole) == "fashion-mnist/agad-naive/c3-g0.05-s0-ap-0e04a813"  # session 2's
     # "auto" counts as what it resolves to: the default is the same run as the one spelled out
-    assert run_name(cfg) == run_name(cfg.replace(val_fraction=0.1, select_epoch="val-recon")) != run_name(whole)
+    assert run_name(cfg) == run_name(cfg.replace(val_fraction=0.1, select_epoch="val-ratio")) != run_name(whole)
+    # sessions 3-4's default (val-recon) stays its own run: its stored runs are not mistaken for the new default
+    assert run_name(cfg.replace(val_fraction=0.1, select_epoch="val-recon")) != run_name(cfg)
     assert run_name(TrainConfig(gamma=0)) == run_name(TrainConfig(gamma=0.0, val_fraction=0.0, select_epoch="last"))
     # AGAD-only options are not part of a baseline's identity: AGAD's defaults may change under it
     gano = TrainConfig(method="ganomaly", normal_class=3)

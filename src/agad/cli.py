@@ -85,7 +85,9 @@ def add_config_flags(p: argparse.ArgumentParser) -> None:
                         "default 0.1 with labelled anomalies, else 0)")
     g.add_argument("--select-epoch", dest="select_epoch", choices=SELECT_EPOCHS, default=S,
                    help="keep the last epoch or the one with the lowest held-out normal score (val-recon; needs a "
-                        "validation fraction); auto (default): val-recon with labelled anomalies, else last")
+                        "validation fraction), or that score over the labelled anomalies' reconstruction distance "
+                        "(val-ratio; needs labelled anomalies); auto (default): val-ratio with labelled anomalies, "
+                        "else last")
     g.add_argument("--track-test-auroc", dest="track_test_auroc", action="store_true", default=S,
                    help="log test AUROC per epoch (diagnostics / Fig. 6 only; never used to pick an epoch)")
 

@@ -24,9 +24,9 @@ METHODS = ("agad", "ganomaly", "skip-ganomaly")
 PROTOCOLS = ("one-vs-rest", "one-anomalous")
 ANOMALY_DISTANCES = ("input", "pseudo")
 ADCON_FORMS = ("linear", "reciprocal", "bounded")
-SELECT_EPOCHS = ("auto", "last", "val-recon")
+SELECT_EPOCHS = ("auto", "last", "val-recon", "val-ratio")
 LR_SCHEDULES = ("constant", "cosine")
-AUTO_VAL_FRACTION = 0.1  # held out when labelled anomalies make the default val-recon (docs/STABILITY.md)
+AUTO_VAL_FRACTION = 0.1  # held out when labelled anomalies make the default val-ratio (docs/STABILITY.md)
 PRECISIONS = ("auto", "fp32", "bf16")
 DEVICES = ("auto", "cpu", "cuda")
 
@@ -101,9 +101,11 @@ class TrainConfig:
     val_fraction: float | None = None
     track_test_auroc: bool = False  # diagnostics only (Fig. 6): logged per epoch, never used to pick anything
     # which epoch's (EMA) weights to keep: "last" (fixed budget), or "val-recon": the epoch with the lowest
-    # mean score of the held-out normal *training* images (needs val_fraction > 0; no anomaly label used).
-    # "auto": val-recon with labelled anomalies (gamma > 0), where late collapses happen, else last (session 3's
-    # validation selection, docs/STABILITY.md)
+    # mean score of the held-out normal *training* images (needs val_fraction > 0; no anomaly label used), or
+    # "val-ratio" (needs gamma > 0): the lowest held-out normal score divided by the labelled anomalies' mean
+    # reconstruction distance that epoch -- val-recon guarded against a generator that drifts toward
+    # reconstructing everything, anomalies included. "auto": with labelled anomalies (gamma > 0), where late
+    # collapses happen, val-ratio (session 5; val-recon in sessions 3-4), else last (docs/STABILITY.md)
     select_epoch: str = "auto"
 
     extra: dict[str, Any] = field(default_factory=dict)  # free-form notes recorded with the run
@@ -162,8 +164,12 @@ class TrainConfig:
             number("val_fraction", 0, 1, hi_open=True)
         choice("select_epoch", SELECT_EPOCHS)
         choice("lr_schedule", LR_SCHEDULES)
-        if self.select_epoch == "val-recon" and self.resolved_val_fraction() <= 0:
-            raise AgadError("select_epoch 'val-recon' scores held-out normal training images: "
+        if self.select_epoch == "val-ratio" and self.gamma <= 0:
+            raise AgadError("select_epoch 'val-ratio' weighs the held-out normal score against the labelled "
+                            "anomalies' reconstruction distance: it needs labelled anomalies (gamma > 0); "
+                            "use val-recon or last without them")
+        if self.select_epoch in ("val-recon", "val-ratio") and self.resolved_val_fraction() <= 0:
+            raise AgadError(f"select_epoch '{self.select_epoch}' scores held-out normal training images: "
                             "set val_fraction > 0 (e.g. --val-fraction 0.1)")
         number("seed", 0, 2**32 - 1, integer=True)
         number("num_threads", 0, 4096, integer=True)
@@ -209,11 +215,12 @@ class TrainConfig:
         """The config with its "auto" values made concrete: what a run records and what names it.
 
         With labelled anomalies (gamma > 0) the default holds out 10% of the normal training images and keeps
-        the epoch that scores them lowest; without, it trains on all of them and keeps the last epoch.
+        the epoch that scores them lowest relative to the labelled anomalies' reconstruction distance; without,
+        it trains on all of them and keeps the last epoch.
 
         >>> c = TrainConfig(gamma=0.05).resolved()
         >>> (c.val_fraction, c.select_epoch)
-        (0.1, 'val-recon')
+        (0.1, 'val-ratio')
         >>> c = TrainConfig().resolved()
         >>> (c.val_fraction, c.select_epoch)
         (0.0, 'last')
@@ -223,5 +230,5 @@ class TrainConfig:
         val_fraction = self.resolved_val_fraction()
         select = self.select_epoch
         if select == "auto":
-            select = "val-recon" if self.gamma > 0 and val_fraction > 0 else "last"
+            select = "val-ratio" if self.gamma > 0 and val_fraction > 0 else "last"
         return dataclasses.replace(self, val_fraction=val_fraction, select_epoch=select)

@@ -58,7 +58,7 @@ from .config import TrainConfig
 from .data import as_nchw_uint8, resize_uint8, validation_split
 from .errors import AgadError
 from .nets import count_parameters
-from .pipeline import EpochKeeper, build_networks, make_trainer
+from .pipeline import EpochKeeper, build_networks, make_trainer, selection_score
 from .predict import default_image_size, expand_items, is_image_input, read_images
 from .runs import (
     CONFIG_FILE, DISCRIMINATOR_FILE, FORMAT_VERSION, GENERATOR_FILE, HISTORY_FILE, atomic_write_json,
@@ -141,8 +141,11 @@ class AGAD(BaseEstimator):
         select_epoch, val_fraction: which epoch's weights to keep. The default
             ("auto") keeps the last epoch without labelled anomalies; with
             labelled anomalies (``y`` has 1s) it holds out ``val_fraction``
-            (default 0.1) of the unlabelled images and keeps the epoch that
-            scores them lowest ("val-recon"; no labels used). "last" turns it off.
+            (default 0.1) of the unlabelled images and keeps the epoch where
+            their mean score divided by the labelled anomalies' reconstruction
+            distance is lowest ("val-ratio": a generator that learns to
+            reconstruct everything does not look best). "val-recon" uses the
+            held-out score alone; "last" turns selection off.
         device: "auto", "cpu" or "cuda". precision: "auto", "fp32" or "bf16".
         random_state: seed (int) of weights and batch order; None draws one.
         verbose: show a progress bar and per-epoch losses while fitting.
@@ -247,7 +250,10 @@ class AGAD(BaseEstimator):
                 raise _bad(name, "a bool", v)
         if not isinstance(self.verbose, (bool, np.bool_, numbers.Integral)):
             raise _bad("verbose", "a bool", self.verbose)
-        self._make_config(gamma=0.0, image_size=None, seed=0)  # TrainConfig checks the rest, by name
+        # TrainConfig checks the rest, by name; rules that depend on y (an epoch rule that needs labelled
+        # anomalies) are checked by fit with the real gamma
+        needs_y = self.select_epoch in ("val-recon", "val-ratio")
+        self._make_config(gamma=0.5 if needs_y else 0.0, image_size=None, seed=0)
 
     def _make_config(self, *, gamma: float, image_size: int | None, seed: int) -> TrainConfig:
         values = {name: _plain(getattr(self, name)) for name in _CONFIG_PARAMS if getattr(self, name) is not None}
@@ -319,9 +325,10 @@ class AGAD(BaseEstimator):
             raise AgadError(f"fit needs at least 2 unlabelled (y == 0) images; got {len(x_normal)}")
         gamma = len(x_anom) / len(x)
         cfg = self._make_config(gamma=gamma, image_size=size, seed=seed).resolved()
-        # select_epoch "val-recon" (the default with labelled anomalies): held-out unlabelled images choose the epoch
+        # select_epoch "val-ratio" (the default with labelled anomalies) or "val-recon": held-out unlabelled images
+        # (and the labelled anomalies' distance) choose the epoch
         keeper, x_fit, x_held = EpochKeeper(), x_normal, None
-        if cfg.select_epoch == "val-recon":
+        if cfg.select_epoch in ("val-recon", "val-ratio"):
             x_fit, x_held = validation_split(x_normal, cfg.val_fraction, seed=seed)
         # the input shape is fixed from here on; validation data are read like any later input
         self.n_channels_in_, self.image_size_ = channels, size
@@ -349,7 +356,7 @@ class AGAD(BaseEstimator):
                 record["val/auroc"] = float(roc_auc_score(y_val_, score(tr.scoring_generator, x_val)))
             if x_held is not None:
                 record["val/recon"] = float(score(tr.scoring_generator, x_held).mean())
-                keeper.offer(tr, record["val/recon"])
+                keeper.offer(tr, selection_score(cfg.select_epoch, record))
 
         t0 = time.perf_counter()
         history = trainer.fit(

@@ -82,10 +82,31 @@ def carve_validation(cfg: TrainConfig, split: Split, ds) -> tuple[Split, Validat
     return dataclasses.replace(split, x_normal=x_train), Validation(x=x, y=y)
 
 
-class EpochKeeper:
-    """select_epoch="val-recon": keeps the epoch, score and (scoring) weights of the lowest held-out normal score.
+def selection_score(select_epoch: str, record: dict) -> float | None:
+    """What ``select_epoch`` minimises over epochs, from an epoch's record (None: this rule keeps the last epoch).
 
-    Only held-out *normal training* images decide: no anomaly label, no test data.
+    val-recon: the held-out normal images' mean score. val-ratio: that score over the labelled anomalies' mean
+    reconstruction distance during the epoch (``G/anomaly/dist``), so an epoch where everything, anomalies
+    included, is reconstructed well does not look best.
+
+    >>> selection_score("val-ratio", {"val/recon": 2.0, "G/anomaly/dist": 0.5})
+    4.0
+    >>> selection_score("last", {"val/recon": 2.0}) is None
+    True
+    """
+    if select_epoch == "val-recon":
+        return record["val/recon"]
+    if select_epoch == "val-ratio":  # gamma > 0 (TrainConfig checks): every step trains on labelled anomalies
+        return record["val/recon"] / max(record["G/anomaly/dist"], 1e-12)
+    return None
+
+
+class EpochKeeper:
+    """select_epoch="val-recon"/"val-ratio": keeps the epoch, score and (scoring) weights of the lowest
+    ``selection_score``.
+
+    Only held-out *normal training* images (and, for val-ratio, the labelled anomalies the generator trains on)
+    decide: no test data.
     """
 
     def __init__(self) -> None:
@@ -174,8 +195,9 @@ def train(
                              amp_dtype=amp, channels_last=cfg.channels_last)
             record["val/auroc"] = auroc_of(val.y, s)
             record["val/recon"] = float(s[val.y == 0].mean())
-            if cfg.select_epoch == "val-recon":
-                kept.offer(tr, record["val/recon"])
+            key = selection_score(cfg.select_epoch, record)
+            if key is not None:
+                kept.offer(tr, key)
         # Diagnostics only (paper Fig. 6): recorded, never used to choose anything.
         if cfg.track_test_auroc and dist_info.is_main:
             s = score_images(tr.scoring_generator, x_test, batch_size=cfg.eval_batch_size, device=device,
