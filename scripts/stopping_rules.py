@@ -49,6 +49,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("root", type=Path)
     ap.add_argument("--gamma", type=float, default=0.05)
+    ap.add_argument("--per-class", action="store_true", help="also test AUROC per class for every recipe")
     args = ap.parse_args()
     groups: dict[str, list[dict]] = defaultdict(list)
     for cfg_file in sorted(args.root.glob("**/config.json")):
@@ -63,7 +64,8 @@ def main() -> None:
             continue
         kept = {name: max(hist, key=key) for name, key in RULES.items()}
         groups[f"{recipe(cfg)}, seed {cfg['seed']}"].append(
-            {name: (h["val/auroc"], h.get("test/auroc", float("nan"))) for name, h in kept.items()})
+            {"class": cfg["normal_class"],
+             **{name: (h["val/auroc"], h.get("test/auroc", float("nan"))) for name, h in kept.items()}})
     print(f"Mean AUROC at the epoch each rule keeps (γ {args.gamma}; validation / test, test for the report only)\n")
     print("| recipe | runs | " + " | ".join(RULES) + " |")
     print("|---|---|" + "---|" * len(RULES))
@@ -76,6 +78,15 @@ def main() -> None:
         cells = [f"{100 * statistics.mean(r[k][0] for r in every):.1f} / {100 * statistics.mean(r[k][1] for r in every):.1f}"
                  for k in RULES]
         print(f"| all | {len(every)} | " + " | ".join(cells) + " |")
+    if args.per_class:
+        for name, runs in sorted(groups.items()):
+            runs = sorted(runs, key=lambda r: r["class"])
+            print(f"\n{name}: test AUROC per class at the epoch each rule keeps\n")
+            print("| rule | " + " | ".join(f"c{r['class']}" for r in runs) + " | mean |")
+            print("|---|" + "---|" * (len(runs) + 1))
+            for k in RULES:
+                print(f"| {k} | " + " | ".join(f"{100 * r[k][1]:.1f}" for r in runs)
+                      + f" | {100 * statistics.mean(r[k][1] for r in runs):.1f} |")
 
 
 if __name__ == "__main__":
