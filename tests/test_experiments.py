@@ -377,21 +377,16 @@ def test_run_name_is_stable_and_readable():
     # Since session 3 the default at gamma > 0 holds out 10% of the normals and keeps the val-recon epoch
     # (val-ratio since session 5); the
     # earlier recipes trained on all of them and kept the last epoch.
-    # Since session 5 it also bounds the labelled-anomaly push (anomaly_margin 1); the earlier recipes had none.
-    whole = cfg.replace(val_fraction=0.0, select_epoch="last", anomaly_margin=0.0)
+    whole = cfg.replace(val_fraction=0.0, select_epoch="last")
     literal = whole.replace(advprop=False, detach_pseudo=False, ema_decay=0.0)
     assert run_name(literal) == "fashion-mnist/agad-naive/c3-g0.05-s0-bcdbf293"
     session1 = whole.replace(advprop=False, detach_pseudo=True)  # session 1's defaults: detach + EMA
     assert run_name(session1) == "fashion-mnist/agad-naive/c3-g0.05-s0-050a6af4"
     assert run_name(whole) == "fashion-mnist/agad-naive/c3-g0.05-s0-ap-0e04a813"  # session 2's
     # "auto" counts as what it resolves to: the default is the same run as the one spelled out
-    spelled = cfg.replace(val_fraction=0.1, select_epoch="val-ratio", anomaly_margin=1.0)
-    assert run_name(cfg) == run_name(spelled) != run_name(whole)
-    # sessions 3-4's default (val-recon, no margin) stays its own run: not mistaken for the new default
-    session3 = cfg.replace(val_fraction=0.1, select_epoch="val-recon", anomaly_margin=0.0)
-    assert run_name(session3) == "fashion-mnist/agad-naive/c3-g0.05-s0-ap-6eec44f5" != run_name(cfg)
-    # at gamma 0 the margin acts on nothing and resolves to 0: the gamma-0 runs keep their names
-    assert run_name(TrainConfig(gamma=0)) == run_name(TrainConfig(gamma=0, anomaly_margin=0.0))
+    assert run_name(cfg) == run_name(cfg.replace(val_fraction=0.1, select_epoch="val-ratio")) != run_name(whole)
+    # sessions 3-4's default (val-recon) stays its own run: its stored runs are not mistaken for the new default
+    assert run_name(cfg.replace(val_fraction=0.1, select_epoch="val-recon")) != run_name(cfg)
     assert run_name(TrainConfig(gamma=0)) == run_name(TrainConfig(gamma=0.0, val_fraction=0.0, select_epoch="last"))
     # AGAD-only options are not part of a baseline's identity: AGAD's defaults may change under it
     gano = TrainConfig(method="ganomaly", normal_class=3)

@@ -185,10 +185,7 @@ def test_anomaly_margin_only_bounds_the_labelled_anomaly_push(mnist_split):
         logs = tr.step(x_n, x_a)
         return logs, torch.cat([p.detach().flatten() for p in tr.G.parameters()])
 
-    off, p_off = step(anomaly_margin=0.0)  # the paper's unbounded push
-    auto, p_auto = step()  # the default with labelled anomalies since session 5: M = 1
-    _, p_one = step(anomaly_margin=1.0)
-    assert torch.equal(p_auto, p_one)
+    off, p_off = step()
     loose, p_loose = step(anomaly_margin=1e9)  # a cap no image reaches: the paper's update
     tight, p_tight = step(anomaly_margin=1e-6)  # every anomaly is past the cap: its dist and lat push stop
     for logs in (loose, tight):  # the same forward passes: the margin changes the loss, not what is logged

@@ -74,8 +74,7 @@ def add_config_flags(p: argparse.ArgumentParser) -> None:
     g.add_argument("--ema-decay", dest="ema_decay", type=float, default=S, help="EMA of G's weights (0 = off)")
     g.add_argument("--grad-clip", dest="grad_clip", type=float, default=S, help="clip G's gradient norm (0 = off)")
     g.add_argument("--anomaly-margin", dest="anomaly_margin", type=float, default=S,
-                   help="stop pushing a labelled anomaly once its distance is this many times the normals' "
-                        "(0 = off, the paper; default 1 with labelled anomalies)")
+                   help="stop pushing a labelled anomaly once its distance is this many times the normals' (0 = off)")
     g = p.add_argument_group("runtime")
     g.add_argument("--device", choices=DEVICES, default=S)
     g.add_argument("--precision", choices=PRECISIONS, default=S)

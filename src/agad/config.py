@@ -27,10 +27,6 @@ ADCON_FORMS = ("linear", "reciprocal", "bounded")
 SELECT_EPOCHS = ("auto", "last", "val-recon", "val-ratio")
 LR_SCHEDULES = ("constant", "cosine")
 AUTO_VAL_FRACTION = 0.1  # held out when labelled anomalies make the default val-ratio (docs/STABILITY.md)
-AUTO_ANOMALY_MARGIN = 1.0  # the labelled-anomaly push's bound by default (session 5's selection, docs/STABILITY.md)
-# What a recorded config that lacks a field was run with, where the field's default is no longer that value
-# (runs record resolved values, but runs made before a field existed do not record it at all)
-LEGACY_VALUES = {"anomaly_margin": 0.0}
 PRECISIONS = ("auto", "fp32", "bf16")
 DEVICES = ("auto", "cpu", "cuda")
 
@@ -88,9 +84,8 @@ class TrainConfig:
     # > 0: the labelled-anomaly push stops, per image, once d_a (and the latent distance) exceed this
     # many times the same batch's normal value (|x - x̂| and the normals' latent loss; with
     # anomaly_distance="pseudo" d_a is |x̂ - G(x̂)|, still measured against the normals' |x - x̂|);
-    # 0 = unbounded, as the paper. None ("auto"): AUTO_ANOMALY_MARGIN (1) with labelled anomalies, chosen on
-    # validation data in session 5 (unbounded, 0, until session 4); 0 without them, where it acts on nothing
-    anomaly_margin: float | None = None
+    # 0 = unbounded, as the paper
+    anomaly_margin: float = 0.0
 
     # --- runtime ---
     seed: int = 0
@@ -159,10 +154,9 @@ class TrainConfig:
         number("lr", 0, 1, lo_open=True)
         number("beta1", 0, 1, hi_open=True)
         number("beta2", 0, 1, hi_open=True)
-        for w in ("w_adv", "w_con", "w_adcon", "w_lat", "delta", "adcon_warmup_epochs", "grad_clip"):
+        for w in ("w_adv", "w_con", "w_adcon", "w_lat", "delta", "adcon_warmup_epochs", "grad_clip",
+                  "anomaly_margin"):
             number(w, 0, math.inf, hi_open=True)
-        if self.anomaly_margin is not None:
-            number("anomaly_margin", 0, math.inf, hi_open=True)
         number("eps", 0, 1, lo_open=True)
         number("adcon_margin", 0, math.inf, lo_open=True, hi_open=True)
         number("ema_decay", 0, 1, hi_open=True)
@@ -208,11 +202,6 @@ class TrainConfig:
             )
         return cls(**values)
 
-    @classmethod
-    def from_recorded(cls, values: dict[str, Any], *, source: str = "config") -> "TrainConfig":
-        """A config read back from a run: fields it lacks take the values runs had before they existed."""
-        return cls.from_dict({**LEGACY_VALUES, **values}, source=source)
-
     def replace(self, **changes: Any) -> "TrainConfig":
         return dataclasses.replace(self, **changes)
 
@@ -221,13 +210,6 @@ class TrainConfig:
         if self.val_fraction is not None:
             return float(self.val_fraction)
         return AUTO_VAL_FRACTION if self.gamma > 0 else 0.0
-
-    def resolved_anomaly_margin(self) -> float:
-        """None: AUTO_ANOMALY_MARGIN with labelled anomalies; 0 without (it bounds nothing there, and 0 keeps
-        the gamma-0 runs' names and records as they were)."""
-        if self.anomaly_margin is not None:
-            return float(self.anomaly_margin)
-        return AUTO_ANOMALY_MARGIN if self.gamma > 0 else 0.0
 
     def resolved(self) -> "TrainConfig":
         """The config with its "auto" values made concrete: what a run records and what names it.
@@ -244,12 +226,9 @@ class TrainConfig:
         (0.0, 'last')
         >>> TrainConfig(gamma=0.05, val_fraction=0.0).resolved().select_epoch
         'last'
-        >>> (TrainConfig(gamma=0.05).resolved().anomaly_margin, TrainConfig().resolved().anomaly_margin)
-        (1.0, 0.0)
         """
         val_fraction = self.resolved_val_fraction()
         select = self.select_epoch
         if select == "auto":
             select = "val-ratio" if self.gamma > 0 and val_fraction > 0 else "last"
-        return dataclasses.replace(self, val_fraction=val_fraction, select_epoch=select,
-                                   anomaly_margin=self.resolved_anomaly_margin())
+        return dataclasses.replace(self, val_fraction=val_fraction, select_epoch=select)

@@ -137,9 +137,7 @@ class AGAD(BaseEstimator):
         anomaly_distance, advprop, freeze_bn_anomalies, min_anomalies_per_batch:
             Algorithm 1's options (see TrainConfig).
         detach_pseudo, adcon_form, adcon_margin, adcon_warmup_epochs,
-            ema_decay, grad_clip, anomaly_margin: stability options (see TrainConfig;
-            with labelled anomalies the anomaly push is bounded at 1x the
-            normals' distance by default, ``anomaly_margin=0`` is the paper's).
+            ema_decay, grad_clip, anomaly_margin: stability options (see TrainConfig).
         select_epoch, val_fraction: which epoch's weights to keep. The default
             ("auto") keeps the last epoch without labelled anomalies; with
             labelled anomalies (``y`` has 1s) it holds out ``val_fraction``

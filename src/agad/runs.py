@@ -166,7 +166,7 @@ def read_run_config(run_dir: Path) -> dict[str, Any]:
 
 
 def load_config(run_dir: Path) -> TrainConfig:
-    return TrainConfig.from_recorded(read_run_config(run_dir)["config"], source=str(Path(run_dir) / CONFIG_FILE))
+    return TrainConfig.from_dict(read_run_config(run_dir)["config"], source=str(Path(run_dir) / CONFIG_FILE))
 
 
 def write_history(path: Path, history: list[dict[str, float]]) -> None:

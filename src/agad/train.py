@@ -198,7 +198,7 @@ class AGADTrainer:
                 real_a_logits, z_a = self._d_fwd(x_a)
                 fake_a_logits, z_a_hat = self._d_fwd(xa_hat)
                 # anomaly_margin: the push stops at a multiple of this batch's normal distances
-                m = cfg.resolved_anomaly_margin()
+                m = cfg.anomaly_margin
                 a_terms = losses.generator_anomaly_loss(
                     fake_logits=fake_a_logits, distance=dist_a, z=z_a.detach(), z_hat=z_a_hat,
                     w_adv=cfg.w_adv, w_adcon=cfg.w_adcon, w_lat=cfg.w_lat, eps=cfg.eps,

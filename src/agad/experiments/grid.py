@@ -134,7 +134,7 @@ def canonical_config(cfg: TrainConfig) -> dict[str, Any]:
 def config_differences(recorded: dict[str, Any], cfg: TrainConfig) -> list[str]:
     """Fields (runtime ones aside) where a run's recorded config differs from ``cfg``; ["config"] if unreadable."""
     try:
-        theirs = canonical_config(TrainConfig.from_recorded(recorded))
+        theirs = canonical_config(TrainConfig.from_dict(recorded))
     except (AgadError, TypeError):
         return ["config (unreadable with this version)"]
     ours = canonical_config(cfg)
@@ -160,7 +160,7 @@ def run_name(cfg: TrainConfig) -> str:
     the hash (:func:`config_key`) tells apart runs that differ in any other option (epochs, lr, ...).
 
     >>> run_name(TrainConfig(data="fashion-mnist", normal_class=3, gamma=0.05))
-    'fashion-mnist/agad-naive/c3-g0.05-s0-ap-dc8a764a'
+    'fashion-mnist/agad-naive/c3-g0.05-s0-ap-097aa531'
     """
     model = f"agad-{cfg.backbone}" if cfg.method == "agad" else cfg.method
     parts = [f"c{cfg.normal_class}", f"g{float(cfg.gamma):g}", f"s{cfg.seed}"]

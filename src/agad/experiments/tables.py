@@ -99,17 +99,15 @@ def normalised_config(recorded: dict[str, Any]) -> dict[str, Any]:
     >>> c = normalised_config({"gamma": 0.0, "val_fraction": 0.0, "select_epoch": "last"})  # = the gamma-0 default
     >>> (c["val_fraction"], c["select_epoch"])
     (None, 'auto')
-    >>> normalised_config({"gamma": 0.05})["anomaly_margin"]  # recorded before the margin existed: unbounded
-    0.0
     """
     try:
-        cfg = TrainConfig.from_recorded(recorded)
+        cfg = TrainConfig.from_dict(recorded)
     except (AgadError, TypeError, ValueError):
         return recorded
     out = cfg.resolved().to_dict()
     auto = TrainConfig(gamma=cfg.gamma)
     auto_resolved = auto.resolved()
-    for name in ("val_fraction", "select_epoch", "anomaly_margin"):
+    for name in ("val_fraction", "select_epoch"):
         if out[name] == getattr(auto_resolved, name):
             out[name] = getattr(auto, name)
     return out
