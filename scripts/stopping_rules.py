@@ -25,7 +25,7 @@ import statistics
 from collections import defaultdict
 from pathlib import Path
 
-from agad.experiments.tables import normalised_config
+from agad.config import TrainConfig
 
 RULES = {
     "last": lambda h: h["epoch"],
@@ -56,7 +56,7 @@ def main() -> None:
         run = cfg_file.parent
         if not (run / "metrics.json").is_file() or not (run / "history.jsonl").is_file():
             continue
-        cfg = normalised_config(json.loads(cfg_file.read_text())["config"])
+        cfg = TrainConfig.from_dict(json.loads(cfg_file.read_text())["config"]).resolved().to_dict()
         if cfg["method"] != "agad" or cfg["gamma"] != args.gamma:
             continue
         hist = [json.loads(line) for line in (run / "history.jsonl").read_text().splitlines() if line.strip()]
