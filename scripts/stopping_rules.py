@@ -26,11 +26,12 @@ from collections import defaultdict
 from pathlib import Path
 
 from agad.config import TrainConfig
+from agad.pipeline import selection_score
 
-RULES = {
+RULES = {  # what each rule maximises over a run's epoch records
     "last": lambda h: h["epoch"],
-    "val-recon": lambda h: -h["val/recon"],
-    "val-ratio": lambda h: -h["val/recon"] / max(h["G/anomaly/dist"], 1e-12),
+    "val-recon": lambda h: -selection_score("val-recon", h),  # the training code's own rule
+    "val-ratio": lambda h: -selection_score("val-ratio", h),
     "val-auroc": lambda h: h["val/auroc"],
 }
 

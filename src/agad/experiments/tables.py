@@ -200,7 +200,7 @@ def _row_key(cfg: dict[str, Any]) -> tuple:
 
 
 def _fmt_value(k: str, v: Any) -> str:
-    if v is None:  # an "auto" field (val_fraction, anomaly_margin): resolved per run from its gamma
+    if v is None:  # an "auto" field (val_fraction): resolved per run from its gamma
         return "auto"
     if isinstance(v, bool):
         return "on" if v else "off"
