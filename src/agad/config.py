@@ -25,6 +25,7 @@ PROTOCOLS = ("one-vs-rest", "one-anomalous")
 ANOMALY_DISTANCES = ("input", "pseudo")
 ADCON_FORMS = ("linear", "reciprocal", "bounded")
 SELECT_EPOCHS = ("auto", "last", "val-recon", "val-ratio")
+HELD_OUT_RULES = ("val-recon", "val-ratio")  # epoch rules that score held-out normal training images
 LR_SCHEDULES = ("constant", "cosine")
 AUTO_VAL_FRACTION = 0.1  # held out when labelled anomalies make the default val-ratio (docs/STABILITY.md)
 PRECISIONS = ("auto", "fp32", "bf16")
@@ -168,7 +169,7 @@ class TrainConfig:
             raise AgadError("select_epoch 'val-ratio' weighs the held-out normal score against the labelled "
                             "anomalies' reconstruction distance: it needs labelled anomalies (gamma > 0); "
                             "use val-recon or last without them")
-        if self.select_epoch in ("val-recon", "val-ratio") and self.resolved_val_fraction() <= 0:
+        if self.select_epoch in HELD_OUT_RULES and self.resolved_val_fraction() <= 0:
             raise AgadError(f"select_epoch '{self.select_epoch}' scores held-out normal training images: "
                             "set val_fraction > 0 (e.g. --val-fraction 0.1)")
         number("seed", 0, 2**32 - 1, integer=True)

@@ -54,7 +54,7 @@ from sklearn.metrics import precision_recall_curve, roc_auc_score
 from sklearn.utils.validation import check_is_fitted
 
 from . import __version__
-from .config import TrainConfig
+from .config import HELD_OUT_RULES, TrainConfig
 from .data import as_nchw_uint8, resize_uint8, validation_split
 from .errors import AgadError
 from .nets import count_parameters
@@ -252,7 +252,7 @@ class AGAD(BaseEstimator):
             raise _bad("verbose", "a bool", self.verbose)
         # TrainConfig checks the rest, by name; rules that depend on y (an epoch rule that needs labelled
         # anomalies) are checked by fit with the real gamma
-        needs_y = self.select_epoch in ("val-recon", "val-ratio")
+        needs_y = self.select_epoch in HELD_OUT_RULES
         self._make_config(gamma=0.5 if needs_y else 0.0, image_size=None, seed=0)
 
     def _make_config(self, *, gamma: float, image_size: int | None, seed: int) -> TrainConfig:
@@ -328,7 +328,7 @@ class AGAD(BaseEstimator):
         # select_epoch "val-ratio" (the default with labelled anomalies) or "val-recon": held-out unlabelled images
         # (and the labelled anomalies' distance) choose the epoch
         keeper, x_fit, x_held = EpochKeeper(), x_normal, None
-        if cfg.select_epoch in ("val-recon", "val-ratio"):
+        if cfg.select_epoch in HELD_OUT_RULES:
             x_fit, x_held = validation_split(x_normal, cfg.val_fraction, seed=seed)
         # the input shape is fixed from here on; validation data are read like any later input
         self.n_channels_in_, self.image_size_ = channels, size
