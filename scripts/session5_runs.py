@@ -66,7 +66,7 @@ def _read(run_dir: Path, key: str = "val/auroc") -> dict[str, float] | None:
     hist = [json.loads(line) for line in p.read_text().splitlines() if line.strip()]
     tail = [h[key] for h in hist[len(hist) // 2 :]]
     out = {"last": hist[-1][key], "spread": max(tail) - min(tail)}
-    for rule in RULES[1:]:
+    for rule in RULES[1:] if "val/recon" in hist[-1] else ():  # runs without a held-out split: last only
         out[rule] = min(hist, key=lambda h: selection_score(rule, h))[key]
     return out
 
@@ -83,10 +83,10 @@ def _run(plan) -> None:
     run_grid(plan, ROOT, jobs=1, keep_weights=False)
 
 
-def choose_stage(verbose: bool = True) -> str | None:
+def choose_stage(verbose: bool = True, candidates: dict | None = None, out_file: Path = SELECTION_FILE) -> str | None:
     """Session 3's rule over all candidates; None while a selection run is missing."""
     summary: dict[str, dict] = {}
-    for name, recipe in CANDIDATES.items():
+    for name, recipe in (candidates or CANDIDATES).items():
         rows = [_read(ROOT / run_name(c)) for c in _g05(recipe, SELECTION_CLASSES)]
         if any(r is None for r in rows):
             if verbose:
@@ -102,7 +102,7 @@ def choose_stage(verbose: bool = True) -> str | None:
            "summary": summary, "chosen": choose(summary)}
     if verbose:
         print(json.dumps(out, indent=1))
-    SELECTION_FILE.write_text(json.dumps(out, indent=2))
+    out_file.write_text(json.dumps(out, indent=2))
     return out["chosen"]
 
 

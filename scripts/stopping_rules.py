@@ -42,6 +42,7 @@ def recipe(cfg: dict) -> str:
     parts += ["EMA"] if cfg["ema_decay"] else []
     parts += [f"M {cfg['anomaly_margin']:g}"] if cfg["anomaly_margin"] else []
     parts += ["freeze-BN"] if cfg["freeze_bn_anomalies"] else []
+    parts += ["untracked BN"] if not cfg["track_bn_anomalies"] else []
     parts += ["cosine LR"] if cfg["lr_schedule"] != "constant" else []
     return " + ".join(parts)
 

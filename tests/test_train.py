@@ -210,6 +210,24 @@ def test_freeze_bn_keeps_running_stats_on_anomaly_batches(mnist_split):
     assert any(not torch.equal(r, s) for r, s in zip(_bn_stats(ref.G), _bn_stats(shared.G)))
 
 
+def test_untracked_bn_normalises_anomalies_with_their_batch_but_keeps_running_stats(mnist_split):
+    x_n = to_unit_range(torch.from_numpy(mnist_split.x_normal[:8]))
+    x_a = to_unit_range(torch.from_numpy(mnist_split.x_anomaly[:8]))
+    ref = make_trainer(gamma=0.05, ca=False)
+    ref.step(x_n)
+    logs = {}
+    for name, kw in {"untracked": {"track_bn_anomalies": False}, "shared": {},
+                     "frozen": {"freeze_bn_anomalies": True}}.items():
+        tr = make_trainer(gamma=0.05, ca=False, **kw)
+        logs[name] = tr.step(x_n, x_a)
+        if name == "untracked":
+            for r, u in zip(_bn_stats(ref.G), _bn_stats(tr.G)):
+                torch.testing.assert_close(r, u)  # running statistics: the normal batch's only
+    # the forward pass on the anomalies is the shared one (batch statistics), not the frozen one
+    assert logs["untracked"]["G/anomaly/dist"] == pytest.approx(logs["shared"]["G/anomaly/dist"], rel=1e-6)
+    assert logs["untracked"]["G/anomaly/dist"] != pytest.approx(logs["frozen"]["G/anomaly/dist"], rel=1e-3)
+
+
 def test_adcon_warmup_scales_the_weight():
     tr = make_trainer(adcon_warmup_epochs=2.0)
     assert tr._adcon_weight(0.0) == 0.0

@@ -65,6 +65,9 @@ def add_config_flags(p: argparse.ArgumentParser) -> None:
                    help="auxiliary BN for the pseudo-anomaly pass (default on; --no-advprop for shared BN)")
     g.add_argument("--freeze-bn-anomalies", dest="freeze_bn_anomalies", action="store_true", default=S,
                    help="BN layers neither update statistics nor train on labelled anomalies")
+    g.add_argument("--track-bn-anomalies", dest="track_bn_anomalies", action=argparse.BooleanOptionalAction,
+                   default=S, help="labelled anomalies' batch statistics update the BN running statistics "
+                   "(default, as the paper); --no-track-bn-anomalies keeps those for normal images only")
     g = p.add_argument_group("stability options")
     g.add_argument("--detach-pseudo", dest="detach_pseudo", action=argparse.BooleanOptionalAction, default=S,
                    help="no gradient through x̂ into the first pass of the pseudo-anomaly")

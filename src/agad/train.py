@@ -41,7 +41,7 @@ from torch.optim.swa_utils import AveragedModel
 from . import losses
 from .config import TrainConfig
 from .errors import AgadError
-from .nets import aux_bn, frozen_bn, has_aux_bn, init_weights
+from .nets import aux_bn, frozen_bn, has_aux_bn, init_weights, untracked_bn
 from .runtime import DistInfo, autocast, resolve_device, resolve_precision
 
 
@@ -187,8 +187,13 @@ class AGADTrainer:
 
             # -- labelled anomalies (lines 9-10)
             if n_a:
-                freeze = frozen_bn(self.G) if cfg.freeze_bn_anomalies else contextlib.nullcontext()
-                with freeze:
+                if cfg.freeze_bn_anomalies:
+                    bn_mode = frozen_bn(self.G)
+                elif not cfg.track_bn_anomalies:
+                    bn_mode = untracked_bn(self.G)
+                else:
+                    bn_mode = contextlib.nullcontext()
+                with bn_mode:
                     xa_hat = self._g_fwd(x_a)
                     if cfg.anomaly_distance == "pseudo":
                         with aux_bn(self.G) if cfg.advprop else contextlib.nullcontext():  # a pseudo pass too

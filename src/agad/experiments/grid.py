@@ -70,8 +70,8 @@ N_CLASSES = {"mnist-sample": 10, "mnist": 10, "fashion-mnist": 10, "cifar10": 10
 STDERR_TAIL = 2000
 # Fields that mean nothing for GANomaly / Skip-GANomaly: not part of a baseline run's identity, not
 # shown in its row labels (so a change of AGAD's defaults does not orphan baseline runs).
-AGAD_ONLY = frozenset({"ca", "advprop", "freeze_bn_anomalies", "anomaly_distance", "w_adcon", "adcon_form",
-                       "adcon_margin", "adcon_warmup_epochs", "detach_pseudo", "anomaly_margin",
+AGAD_ONLY = frozenset({"ca", "advprop", "freeze_bn_anomalies", "track_bn_anomalies", "anomaly_distance", "w_adcon",
+                       "adcon_form", "adcon_margin", "adcon_warmup_epochs", "detach_pseudo", "anomaly_margin",
                        "ema_decay"})  # the baselines score with G itself
 
 # Table defaults (SPEC §6). Gammas as in the paper's columns.

@@ -1,4 +1,4 @@
-"""Batch norm with the paper's two switches (AGAD Table 5): AdvProp and freeze.
+"""Batch norm with the paper's two switches (AGAD Table 5), AdvProp and freeze, and one of ours.
 
 `SwitchableBatchNorm2d` *is* an `nn.BatchNorm2d` (its main statistics and
 affine parameters live under the usual names ``weight``, ``bias``,
@@ -18,6 +18,10 @@ touches layers one by one:
   leave them untouched and use the affine parameters detached. Used for the
   labelled-anomaly batches, whose statistics must not shift the normal-data
   statistics and whose reciprocal losses must not train the BN affine terms.
+* ``untracked_bn(G)``: normalise with the batch's own statistics, as in
+  training, but leave the running statistics untouched (``track_bn_anomalies
+  =False``). The labelled-anomaly batches then cannot pull the running
+  statistics -- which score *every* image at test time -- toward theirs.
 
 >>> import torch
 >>> bn = SwitchableBatchNorm2d(8, advprop=True).train()
@@ -37,7 +41,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-__all__ = ["SwitchableBatchNorm2d", "aux_bn", "frozen_bn", "has_aux_bn"]
+__all__ = ["SwitchableBatchNorm2d", "aux_bn", "frozen_bn", "has_aux_bn", "untracked_bn"]
 
 MAIN = "main"
 AUX = "aux"
@@ -54,6 +58,7 @@ class SwitchableBatchNorm2d(nn.BatchNorm2d):
     Attributes (plain Python state, not saved in the state_dict):
         route: ``"main"`` or ``"aux"``; set by :func:`aux_bn`.
         frozen: bool; set by :func:`frozen_bn`.
+        untracked: bool; set by :func:`untracked_bn` (``frozen`` wins when both are set).
 
     >>> SwitchableBatchNorm2d(4)(torch.randn(2, 4, 3, 3)).shape
     torch.Size([2, 4, 3, 3])
@@ -67,6 +72,7 @@ class SwitchableBatchNorm2d(nn.BatchNorm2d):
         )
         self.route = MAIN
         self.frozen = False
+        self.untracked = False
 
     def _active(self) -> nn.BatchNorm2d:
         if self.route == AUX and self.aux is not None:
@@ -81,6 +87,9 @@ class SwitchableBatchNorm2d(nn.BatchNorm2d):
                 x, bn.running_mean, bn.running_var, bn.weight.detach(), bn.bias.detach(),
                 training=False, momentum=0.0, eps=bn.eps,
             )
+        if self.untracked and self.training:
+            # Batch statistics, as in training, with no running statistics to update.
+            return F.batch_norm(x, None, None, bn.weight, bn.bias, training=True, momentum=0.0, eps=bn.eps)
         if bn is self:
             return super().forward(x)  # the common path: exactly nn.BatchNorm2d
         return bn(x)
@@ -91,6 +100,20 @@ class SwitchableBatchNorm2d(nn.BatchNorm2d):
 
 def _switchable(module: nn.Module) -> list[SwitchableBatchNorm2d]:
     return [m for m in module.modules() if isinstance(m, SwitchableBatchNorm2d)]
+
+
+@contextmanager
+def _switched(module: nn.Module, attr: str, value) -> Iterator[nn.Module]:
+    """Set ``attr`` on every switchable layer of ``module``; restore the previous values on exit."""
+    layers = _switchable(module)
+    saved = [getattr(m, attr) for m in layers]
+    for m in layers:
+        setattr(m, attr, value)
+    try:
+        yield module
+    finally:
+        for m, old in zip(layers, saved):
+            setattr(m, attr, old)
 
 
 def has_aux_bn(module: nn.Module) -> bool:
@@ -112,15 +135,8 @@ def aux_bn(module: nn.Module) -> Iterator[nn.Module]:
     >>> g[1].route
     'main'
     """
-    layers = _switchable(module)
-    saved = [m.route for m in layers]
-    for m in layers:
-        m.route = AUX
-    try:
+    with _switched(module, "route", AUX):
         yield module
-    finally:
-        for m, route in zip(layers, saved):
-            m.route = route
 
 
 @contextmanager
@@ -137,12 +153,21 @@ def frozen_bn(module: nn.Module) -> Iterator[nn.Module]:
     >>> int(bn.num_batches_tracked)
     0
     """
-    layers = _switchable(module)
-    saved = [m.frozen for m in layers]
-    for m in layers:
-        m.frozen = True
-    try:
+    with _switched(module, "frozen", True):
         yield module
-    finally:
-        for m, frozen in zip(layers, saved):
-            m.frozen = frozen
+
+
+@contextmanager
+def untracked_bn(module: nn.Module) -> Iterator[nn.Module]:
+    """Normalise with batch statistics but update no running statistics, for the duration.
+
+    The affine weight/bias still train. In eval mode layers behave as usual (running statistics).
+
+    >>> bn = SwitchableBatchNorm2d(3).train()
+    >>> with untracked_bn(bn):
+    ...     y = bn(torch.randn(8, 3, 4, 4) * 5 + 2)
+    >>> int(bn.num_batches_tracked), float(bn.running_mean.abs().max()), round(abs(float(y.mean().detach())), 4)
+    (0, 0.0, 0.0)
+    """
+    with _switched(module, "untracked", True):
+        yield module
