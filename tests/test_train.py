@@ -301,3 +301,16 @@ def test_mismatched_weights_are_a_clear_error(tmp_path):
     save_weights(build_generator("naive", in_channels=1, image_size=32), tmp_path / "g.safetensors")
     with pytest.raises(AgadError, match="do not fit"):
         load_weights(build_generator("naive", in_channels=3, image_size=32), tmp_path / "g.safetensors")
+
+
+@pytest.mark.parametrize("track", [True, False])
+def test_untracked_pseudo_pass_leaves_running_stats_to_the_real_batch(mnist_split, track):
+    """Without AdvProp G(x̂) runs through the main BN; track_bn_pseudo=False keeps it out of the running stats."""
+    x_n = to_unit_range(torch.from_numpy(mnist_split.x_normal[:8]))
+    ref = make_trainer(advprop=False, ca=False)
+    ref.step(x_n)
+    tr = make_trainer(advprop=False, track_bn_pseudo=track)
+    logs = tr.step(x_n)
+    same = all(torch.equal(r, s) for r, s in zip(_bn_stats(ref.G), _bn_stats(tr.G)))
+    assert same is (not track)
+    assert np.isfinite(logs["G/adcon"]) and logs["G/adcon"] < 0  # the pseudo pass still ran

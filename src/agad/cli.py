@@ -68,6 +68,8 @@ def add_config_flags(p: argparse.ArgumentParser) -> None:
     g.add_argument("--track-bn-anomalies", dest="track_bn_anomalies", action=argparse.BooleanOptionalAction,
                    default=S, help="labelled anomalies' batch statistics update the BN running statistics "
                    "(default, as the paper); --no-track-bn-anomalies keeps those for normal images only")
+    g.add_argument("--track-bn-pseudo", dest="track_bn_pseudo", action=argparse.BooleanOptionalAction,
+                   default=S, help="the same for the pseudo-anomaly pass G(x̂) through the main BN (--no-advprop)")
     g = p.add_argument_group("stability options")
     g.add_argument("--detach-pseudo", dest="detach_pseudo", action=argparse.BooleanOptionalAction, default=S,
                    help="no gradient through x̂ into the first pass of the pseudo-anomaly")

@@ -74,6 +74,9 @@ class TrainConfig:
     # False: labelled anomalies are normalised with their own batch statistics but do not update the running
     # statistics, which then describe normal images only (issue 7, session 6; True is the paper: shared BN)
     track_bn_anomalies: bool = True
+    # the same for the pseudo-anomaly pass G(x̂) when it runs through the main BN (advprop=False); with AdvProp
+    # it runs through the auxiliary BN, whose statistics never score
+    track_bn_pseudo: bool = True
 
     # --- stability options (issue 7) ---
     # Defaults chosen on validation data carved from *training* images (docs/STABILITY.md): AdvProp's
@@ -138,7 +141,7 @@ class TrainConfig:
 
         if not isinstance(self.data, str) or not self.data:
             raise AgadError(f"The 'data' parameter must be a dataset name or a directory. Got {self.data!r} instead.")
-        for flag in ("ca", "advprop", "freeze_bn_anomalies", "track_bn_anomalies", "detach_pseudo", "channels_last", "compile",
+        for flag in ("ca", "advprop", "freeze_bn_anomalies", "track_bn_anomalies", "track_bn_pseudo", "detach_pseudo", "channels_last", "compile",
                      "track_test_auroc"):
             if not isinstance(getattr(self, flag), bool):
                 raise AgadError(f"The '{flag}' parameter must be true or false. Got {getattr(self, flag)!r} instead.")

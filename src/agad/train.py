@@ -147,8 +147,11 @@ class AGADTrainer:
     def _pseudo(self, x_hat: Tensor) -> Tensor:
         """The pseudo-anomaly x̂₂ = G(x̂), through the auxiliary BN when AdvProp is on."""
         inp = x_hat.detach() if self.cfg.detach_pseudo else x_hat
-        ctx = aux_bn(self.G) if self.cfg.advprop else contextlib.nullcontext()
-        with ctx:
+        with contextlib.ExitStack() as stack:
+            if self.cfg.advprop:
+                stack.enter_context(aux_bn(self.G))
+            if not self.cfg.track_bn_pseudo:
+                stack.enter_context(untracked_bn(self.G))
             return self._g_fwd(inp)
 
     # --------------------------------------------------------------------- step
