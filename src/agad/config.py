@@ -141,8 +141,8 @@ class TrainConfig:
 
         if not isinstance(self.data, str) or not self.data:
             raise AgadError(f"The 'data' parameter must be a dataset name or a directory. Got {self.data!r} instead.")
-        for flag in ("ca", "advprop", "freeze_bn_anomalies", "track_bn_anomalies", "track_bn_pseudo", "detach_pseudo", "channels_last", "compile",
-                     "track_test_auroc"):
+        for flag in ("ca", "advprop", "freeze_bn_anomalies", "track_bn_anomalies", "track_bn_pseudo", "detach_pseudo",
+                     "channels_last", "compile", "track_test_auroc"):
             if not isinstance(getattr(self, flag), bool):
                 raise AgadError(f"The '{flag}' parameter must be true or false. Got {getattr(self, flag)!r} instead.")
         choice("method", METHODS)

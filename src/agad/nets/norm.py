@@ -20,8 +20,9 @@ touches layers one by one:
   statistics and whose reciprocal losses must not train the BN affine terms.
 * ``untracked_bn(G)``: normalise with the batch's own statistics, as in
   training, but leave the running statistics untouched (``track_bn_anomalies
-  =False``). The labelled-anomaly batches then cannot pull the running
-  statistics -- which score *every* image at test time -- toward theirs.
+  =False``, ``track_bn_pseudo=False``). The (pseudo-)anomaly batches then
+  cannot pull the running statistics -- which score *every* image at test
+  time -- toward theirs.
 
 >>> import torch
 >>> bn = SwitchableBatchNorm2d(8, advprop=True).train()
