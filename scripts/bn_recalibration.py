@@ -37,8 +37,7 @@ def rescore(run_dir: Path) -> dict[str, float]:
     for label in ("as saved", "recalibrated"):
         if label == "recalibrated":
             with torch.no_grad():
-                update_bn(list(_batches(train_split.x_normal)), G)
-            G.eval()
+                update_bn(_batches(train_split.x_normal), G)  # restores G's eval mode afterwards
         if val is not None:
             out[f"val {label}"] = auroc_of(val.y, score_images(G, val.x))
         out[f"test {label}"] = auroc_of(split.y_test, score_images(G, split.x_test))
