@@ -137,7 +137,8 @@ def test_flags_reach_the_saved_config(tmp_path, capsys):
     flags = ["--backbone", "naive", "--no-ca", "--advprop", "--freeze-bn-anomalies", "--anomaly-distance", "pseudo",
              "--w-adv", "2", "--w-con", "40", "--w-adcon", "10", "--w-lat", "3", "--delta", "1e-4", "--lr", "1e-4",
              "--gamma", "0.2", "--batch-size", "40", "--detach-pseudo", "--ema-decay", "0.9",
-             "--anomaly-margin", "3", "--lr-schedule", "cosine", "--no-track-bn-anomalies", "--no-track-bn-pseudo"]
+             "--anomaly-margin", "3", "--lr-schedule", "cosine", "--no-track-bn-anomalies", "--no-track-bn-pseudo",
+             "--scoring-bn", "recomputed", "--scoring-bn-anomaly-weight", "0.4"]
     code, _, err = run_cli(["train", "--data", data, "--epochs", "1", "--precision", "fp32", "--no-progress",
                             "--out", out, *flags], capsys)
     assert code == 0, err
@@ -147,6 +148,7 @@ def test_flags_reach_the_saved_config(tmp_path, capsys):
     assert (c["gamma"], c["batch_size"], c["detach_pseudo"], c["ema_decay"]) == (0.2, 40, True, 0.9)
     assert c["anomaly_margin"] == 3 and c["lr_schedule"] == "cosine"
     assert (c["track_bn_anomalies"], c["track_bn_pseudo"]) == (False, False)
+    assert (c["scoring_bn"], c["scoring_bn_anomaly_weight"]) == ("recomputed", 0.4)
     # labelled anomalies and no --val-fraction / --select-epoch: the run records what "auto" became
     assert (c["val_fraction"], c["select_epoch"]) == (0.1, "val-ratio")
     assert json.loads((out / "config.json").read_text())["data"]["n_validation"] > 0
@@ -156,6 +158,7 @@ def test_flags_reach_the_saved_config(tmp_path, capsys):
     c = json.loads((tmp_path / "run2" / "config.json").read_text())["config"]
     assert c["advprop"] is False and (c["val_fraction"], c["select_epoch"]) == (0.0, "last")  # gamma 0: no hold-out
     assert (c["track_bn_anomalies"], c["track_bn_pseudo"]) == (True, True)  # the paper's shared statistics
+    assert c["scoring_bn"] == "running"
 
 
 def test_select_epoch_val_recon_keeps_the_epoch_with_the_lowest_heldout_normal_score(tmp_path, capsys):

@@ -314,3 +314,53 @@ def test_untracked_pseudo_pass_leaves_running_stats_to_the_real_batch(mnist_spli
     same = all(torch.equal(r, s) for r, s in zip(_bn_stats(ref.G), _bn_stats(tr.G)))
     assert same is (not track)
     assert np.isfinite(logs["G/adcon"]) and logs["G/adcon"] < 0  # the pseudo pass still ran
+
+
+def _state(module):
+    return {k: v.clone() for k, v in module.state_dict().items()}
+
+
+@pytest.mark.parametrize("w", [0.0, 0.25])
+def test_recomputed_scoring_bn_changes_scoring_statistics_only(mnist_split, w):
+    """scoring_bn="recomputed": training (G, D, the EMA copy and its buffers) is the same as with the running
+    statistics; the scoring copy's main BN statistics are (1 - w) normal + w anomaly pass averages."""
+    from agad.nets import recompute_bn_statistics
+
+    x_n = torch.from_numpy(mnist_split.x_normal[:24])
+    x_a = torch.from_numpy(mnist_split.x_test[mnist_split.y_test == 1][:6])
+    ref = make_trainer(batch_size=8, gamma=0.2, eval_batch_size=12)
+    ref.fit(x_n, x_a, epochs=1, progress=False)
+    tr = make_trainer(batch_size=8, gamma=0.2, eval_batch_size=12, scoring_bn="recomputed",
+                      scoring_bn_anomaly_weight=w)
+    tr.fit(x_n, x_a, epochs=1, progress=False)
+    for a, b in ((ref.G, tr.G), (ref.D, tr.D), (ref.G_ema.module, tr.G_ema.module)):
+        assert all(torch.equal(u, v) for u, v in zip(_state(a).values(), _state(b).values()))
+    scorer = tr.scoring_generator
+    assert scorer is not tr.G_ema.module
+    # the same recomputation done by hand, pass by pass, on copies of the EMA generator
+    import copy
+
+    def averaged(x):  # batches of eval_batch_size, as the trainer cuts them
+        batches = [to_unit_range(x[i : i + 12]) for i in range(0, len(x), 12)]
+        return _bn_stats(recompute_bn_statistics(copy.deepcopy(tr.G_ema.module), batches))
+
+    normal, anomaly = averaged(x_n), averaged(x_a)
+    got = _bn_stats(scorer)
+    assert len(got) == len(normal) > 0
+    for g, n, a in zip(got, normal, anomaly):
+        torch.testing.assert_close(g, (1 - w) * n + w * a)
+    if w == 0:  # and the scoring copy differs from the running statistics it replaces
+        assert any(not torch.allclose(g, r) for g, r in zip(got, _bn_stats(tr.G_ema.module)))
+    # AdvProp's auxiliary BNs are not scoring layers: left as the EMA copy has them
+    aux = [k for k in _state(scorer) if ".aux." in k]
+    assert aux and all(torch.equal(_state(scorer)[k], _state(tr.G_ema.module)[k]) for k in aux)
+
+
+def test_recompute_bn_statistics_rejects_bad_input():
+    from agad.nets import recompute_bn_statistics
+
+    bn = torch.nn.BatchNorm2d(2)
+    with pytest.raises(ValueError, match="anomaly_weight"):
+        recompute_bn_statistics(bn, [torch.zeros(2, 2, 1, 1)], anomaly_weight=1.5)
+    with pytest.raises(ValueError, match="at least one batch"):
+        recompute_bn_statistics(bn, [])

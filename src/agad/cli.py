@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from .config import (ADCON_FORMS, ANOMALY_DISTANCES, BACKBONES, DEVICES, LR_SCHEDULES, METHODS, PRECISIONS, PROTOCOLS,
-                     SELECT_EPOCHS, TrainConfig)
+                     SCORING_BNS, SELECT_EPOCHS, TrainConfig)
 from .errors import AgadError
 
 EXIT_USAGE = 2
@@ -70,6 +70,11 @@ def add_config_flags(p: argparse.ArgumentParser) -> None:
                    "(default, as the paper); --no-track-bn-anomalies keeps those for normal images only")
     g.add_argument("--track-bn-pseudo", dest="track_bn_pseudo", action=argparse.BooleanOptionalAction,
                    default=S, help="the same for the pseudo-anomaly pass G(x̂) through the main BN (--no-advprop)")
+    g.add_argument("--scoring-bn", dest="scoring_bn", choices=SCORING_BNS, default=S,
+                   help="BN statistics that score images: running (default, as the paper) or recomputed after "
+                   "each epoch from the training data, labelled anomalies weighted --scoring-bn-anomaly-weight")
+    g.add_argument("--scoring-bn-anomaly-weight", dest="scoring_bn_anomaly_weight", type=float, default=S,
+                   metavar="W", help="weight of the labelled anomalies in recomputed statistics (default 0.25)")
     g = p.add_argument_group("stability options")
     g.add_argument("--detach-pseudo", dest="detach_pseudo", action=argparse.BooleanOptionalAction, default=S,
                    help="no gradient through x̂ into the first pass of the pseudo-anomaly")

@@ -25,6 +25,7 @@ PROTOCOLS = ("one-vs-rest", "one-anomalous")
 ANOMALY_DISTANCES = ("input", "pseudo")
 ADCON_FORMS = ("linear", "reciprocal", "bounded")
 SELECT_EPOCHS = ("auto", "last", "val-recon", "val-ratio")
+SCORING_BNS = ("running", "recomputed")
 HELD_OUT_RULES = ("val-recon", "val-ratio")  # epoch rules that score held-out normal training images
 LR_SCHEDULES = ("constant", "cosine")
 AUTO_VAL_FRACTION = 0.1  # held out when labelled anomalies make the default val-ratio (docs/STABILITY.md)
@@ -77,6 +78,13 @@ class TrainConfig:
     # the same for the pseudo-anomaly pass G(x̂) when it runs through the main BN (advprop=False); with AdvProp
     # it runs through the auxiliary BN, whose statistics never score
     track_bn_pseudo: bool = True
+    # which BN statistics score images: "running" (the averages kept during training, as the paper) or
+    # "recomputed": after each epoch, on a copy of the scoring generator, the plain averages of one training-
+    # mode pass over the normal training images and one over the labelled anomalies, mixed (1 - w) : w with
+    # w = scoring_bn_anomaly_weight (w has no effect without labelled anomalies). Training is unchanged
+    # (issue 7, session 7; docs/STABILITY.md)
+    scoring_bn: str = "running"
+    scoring_bn_anomaly_weight: float = 0.25
 
     # --- stability options (issue 7) ---
     # Defaults chosen on validation data carved from *training* images (docs/STABILITY.md): AdvProp's
@@ -170,6 +178,8 @@ class TrainConfig:
         if self.val_fraction is not None:
             number("val_fraction", 0, 1, hi_open=True)
         choice("select_epoch", SELECT_EPOCHS)
+        choice("scoring_bn", SCORING_BNS)
+        number("scoring_bn_anomaly_weight", 0, 1)
         choice("lr_schedule", LR_SCHEDULES)
         if self.select_epoch == "val-ratio" and self.gamma <= 0:
             raise AgadError("select_epoch 'val-ratio' weighs the held-out normal score against the labelled "

@@ -77,9 +77,10 @@ IN_MEMORY_DATA = "in-memory-arrays"  # TrainConfig.data of a model fitted on arr
 # defaults live in one place (agad.config).
 _CONFIG_PARAMS = (
     "backbone", "epochs", "batch_size", "lr", "lr_schedule", "w_adv", "w_con", "w_adcon", "w_lat", "ca",
-    "anomaly_distance", "advprop", "freeze_bn_anomalies", "track_bn_anomalies", "track_bn_pseudo",
-    "min_anomalies_per_batch", "detach_pseudo", "adcon_form", "adcon_margin", "adcon_warmup_epochs", "ema_decay",
-    "grad_clip", "anomaly_margin", "select_epoch", "val_fraction", "device", "precision",
+    "anomaly_distance", "advprop", "freeze_bn_anomalies", "track_bn_anomalies", "track_bn_pseudo", "scoring_bn",
+    "scoring_bn_anomaly_weight", "min_anomalies_per_batch", "detach_pseudo", "adcon_form", "adcon_margin",
+    "adcon_warmup_epochs", "ema_decay", "grad_clip", "anomaly_margin", "select_epoch", "val_fraction", "device",
+    "precision",
 )
 _BOOL_PARAMS = ("ca", "advprop", "freeze_bn_anomalies", "track_bn_anomalies", "track_bn_pseudo", "detach_pseudo")
 
@@ -135,7 +136,7 @@ class AGAD(BaseEstimator):
             weights λadv, λcon, λadcon, λlat, and the contextual-adversarial
             switch (False is the paper's "w/o C.A." ablation).
         anomaly_distance, advprop, freeze_bn_anomalies, track_bn_anomalies, track_bn_pseudo,
-        min_anomalies_per_batch:
+        scoring_bn, scoring_bn_anomaly_weight, min_anomalies_per_batch:
             Algorithm 1's options (see TrainConfig).
         detach_pseudo, adcon_form, adcon_margin, adcon_warmup_epochs,
             ema_decay, grad_clip, anomaly_margin: stability options (see TrainConfig).
@@ -187,6 +188,8 @@ class AGAD(BaseEstimator):
         freeze_bn_anomalies: bool | None = None,
         track_bn_anomalies: bool | None = None,
         track_bn_pseudo: bool | None = None,
+        scoring_bn: str | None = None,
+        scoring_bn_anomaly_weight: float | None = None,
         min_anomalies_per_batch: int | None = None,
         detach_pseudo: bool | None = None,
         adcon_form: str | None = None,
@@ -219,6 +222,8 @@ class AGAD(BaseEstimator):
         self.freeze_bn_anomalies = freeze_bn_anomalies
         self.track_bn_anomalies = track_bn_anomalies
         self.track_bn_pseudo = track_bn_pseudo
+        self.scoring_bn = scoring_bn
+        self.scoring_bn_anomaly_weight = scoring_bn_anomaly_weight
         self.min_anomalies_per_batch = min_anomalies_per_batch
         self.detach_pseudo = detach_pseudo
         self.adcon_form = adcon_form

@@ -27,6 +27,7 @@ see docs/PERFORMANCE.md).
 from __future__ import annotations
 
 import contextlib
+import copy
 import math
 import time
 from collections import defaultdict
@@ -41,7 +42,7 @@ from torch.optim.swa_utils import AveragedModel
 from . import losses
 from .config import TrainConfig
 from .errors import AgadError
-from .nets import aux_bn, frozen_bn, has_aux_bn, init_weights, untracked_bn
+from .nets import aux_bn, frozen_bn, has_aux_bn, init_weights, recompute_bn_statistics, untracked_bn
 from .runtime import DistInfo, autocast, resolve_device, resolve_precision
 
 
@@ -127,12 +128,30 @@ class AGADTrainer:
         self.epoch = 0
         self.d_resets = 0
         self.history: list[dict[str, float]] = []
+        self._rescored: nn.Module | None = None  # scoring_bn="recomputed": set at the end of each epoch of fit
 
     # ------------------------------------------------------------------ helpers
     @property
     def scoring_generator(self) -> nn.Module:
-        """The generator that scores images: the EMA copy when enabled."""
+        """The generator that scores images: the EMA copy when enabled; with ``scoring_bn="recomputed"``, a copy
+        of it with recomputed BN statistics, made at the end of the last epoch of :meth:`fit`."""
+        if self._rescored is not None:
+            return self._rescored
         return self.G_ema.module if self.G_ema is not None else self.G
+
+    def _recompute_scoring_bn(self, x_normal: Tensor, x_anomaly: Tensor | None) -> None:
+        """scoring_bn="recomputed": refresh the scoring copy from the current (EMA) generator."""
+        self._rescored = None
+        G = copy.deepcopy(self.scoring_generator)
+        size = self.cfg.eval_batch_size
+
+        def batches(x: Tensor):
+            return (x[i : i + size] for i in range(0, len(x), size) if len(x[i : i + size]) > 1)
+
+        with autocast(self.device, self.amp_dtype):
+            recompute_bn_statistics(G, batches(x_normal), None if x_anomaly is None else batches(x_anomaly),
+                                    self.cfg.scoring_bn_anomaly_weight)
+        self._rescored = G
 
     def _prep(self, x: Tensor) -> Tensor:
         return to_unit_range(x.to(self.device, non_blocking=True)).contiguous(memory_format=self.memory_format)
@@ -347,6 +366,8 @@ class AGADTrainer:
                     for b in module.buffers():
                         dist.broadcast(b.data, src=0)
             self.epoch += 1
+            if cfg.scoring_bn == "recomputed":
+                self._recompute_scoring_bn(x_normal, x_anomaly)
             record = {k: v / max(1, len(batches)) for k, v in sums.items()}
             record["epoch"] = self.epoch
             record["seconds"] = time.perf_counter() - t0

@@ -69,10 +69,11 @@ DATASET_NAMES = ("mnist-sample", "mnist", "fashion-mnist", "cifar10", "cifar100"
 N_CLASSES = {"mnist-sample": 10, "mnist": 10, "fashion-mnist": 10, "cifar10": 10, "cifar100": 20}
 STDERR_TAIL = 2000
 # Fields that mean nothing for GANomaly / Skip-GANomaly: not part of a baseline run's identity, not
-# shown in its row labels (so a change of AGAD's defaults does not orphan baseline runs).
+# shown in its row labels (so a change of AGAD's defaults does not orphan baseline runs). The baselines
+# score with G itself.
 AGAD_ONLY = frozenset({"ca", "advprop", "freeze_bn_anomalies", "track_bn_anomalies", "track_bn_pseudo",
-                       "anomaly_distance", "w_adcon", "adcon_form", "adcon_margin", "adcon_warmup_epochs",
-                       "detach_pseudo", "anomaly_margin", "ema_decay"})  # the baselines score with G itself
+                       "scoring_bn", "scoring_bn_anomaly_weight", "anomaly_distance", "w_adcon", "adcon_form",
+                       "adcon_margin", "adcon_warmup_epochs", "detach_pseudo", "anomaly_margin", "ema_decay"})
 
 # Table defaults (SPEC §6). Gammas as in the paper's columns.
 GAMMAS_T2 = (0.0, 0.01, 0.05, 0.1, 0.2)

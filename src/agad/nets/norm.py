@@ -24,6 +24,12 @@ touches layers one by one:
   cannot pull the running statistics -- which score *every* image at test
   time -- toward theirs.
 
+And one function that replaces the running statistics outright,
+:func:`recompute_bn_statistics` (``scoring_bn="recomputed"``): one pass over
+the normal training images, one over the labelled anomalies, mixed with a
+fixed weight -- what the running averages hold during training, minus their
+drift.
+
 >>> import torch
 >>> bn = SwitchableBatchNorm2d(8, advprop=True).train()
 >>> x = torch.randn(4, 8, 5, 5)
@@ -35,14 +41,15 @@ touches layers one by one:
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.nn.modules.batchnorm import _BatchNorm
 
-__all__ = ["SwitchableBatchNorm2d", "aux_bn", "frozen_bn", "has_aux_bn", "untracked_bn"]
+__all__ = ["SwitchableBatchNorm2d", "aux_bn", "frozen_bn", "has_aux_bn", "recompute_bn_statistics", "untracked_bn"]
 
 MAIN = "main"
 AUX = "aux"
@@ -172,3 +179,64 @@ def untracked_bn(module: nn.Module) -> Iterator[nn.Module]:
     """
     with _switched(module, "untracked", True):
         yield module
+
+
+def _scoring_bn_layers(module: nn.Module) -> list[_BatchNorm]:
+    """The BN layers that normalise in eval mode: every one but the auxiliary BNs of AdvProp."""
+    aux = {id(m.aux) for m in _switchable(module) if m.aux is not None}
+    return [m for m in module.modules()
+            if isinstance(m, _BatchNorm) and m.track_running_stats and id(m) not in aux]
+
+
+@torch.no_grad()
+def _averaged_statistics(module: nn.Module, layers: list[_BatchNorm], batches: Iterable[Tensor]) -> int:
+    """Set ``layers``' running statistics to their plain average over ``batches`` (one training-mode pass)."""
+    momenta = [m.momentum for m in layers]
+    was_training = module.training
+    for m in layers:
+        m.reset_running_stats()
+        m.momentum = None  # cumulative average, as torch.optim.swa_utils.update_bn
+    module.train()
+    n = 0
+    try:
+        for x in batches:
+            module(x)
+            n += 1
+    finally:
+        for m, momentum in zip(layers, momenta):
+            m.momentum = momentum
+        module.train(was_training)
+    return n
+
+
+@torch.no_grad()
+def recompute_bn_statistics(module: nn.Module, normal: Iterable[Tensor], anomalies: Iterable[Tensor] | None = None,
+                            anomaly_weight: float = 0.0) -> nn.Module:
+    """Replace the running statistics of ``module``'s scoring BN layers (in place; returns ``module``).
+
+    Each layer's running mean and variance become ``(1 - w) * normal + w * anomaly``: their averages over one
+    training-mode pass of the ``normal`` batches and, when ``w = anomaly_weight > 0``, one of the ``anomalies``
+    batches. Batch norm in training mode never reads them, so this changes only how images are scored.
+    AdvProp's auxiliary BNs are left as they are.
+
+    >>> bn = nn.BatchNorm2d(1)
+    >>> _ = recompute_bn_statistics(bn, [torch.zeros(4, 1, 2, 2)], [torch.full((4, 1, 2, 2), 8.0)], 0.25)
+    >>> float(bn.running_mean), bn.training
+    (2.0, True)
+    """
+    if not 0.0 <= anomaly_weight <= 1.0:
+        raise ValueError(f"anomaly_weight must lie in [0, 1]; got {anomaly_weight}")
+    layers = _scoring_bn_layers(module)
+    if not layers:
+        return module
+    if _averaged_statistics(module, layers, normal) == 0:
+        raise ValueError("recompute_bn_statistics needs at least one batch of normal images")
+    if anomalies is None or anomaly_weight == 0.0:
+        return module
+    normal_stats = [(m.running_mean.clone(), m.running_var.clone()) for m in layers]
+    if _averaged_statistics(module, layers, anomalies) == 0:
+        raise ValueError("recompute_bn_statistics got an anomaly weight but no anomaly batches")
+    for m, (mean, var) in zip(layers, normal_stats):
+        m.running_mean.lerp_(mean, 1.0 - anomaly_weight)  # = (1 - w) * normal + w * anomaly
+        m.running_var.lerp_(var, 1.0 - anomaly_weight)
+    return module
