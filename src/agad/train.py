@@ -146,7 +146,7 @@ class AGADTrainer:
         size = self.cfg.eval_batch_size
 
         def batches(x: Tensor):
-            return (x[i : i + size] for i in range(0, len(x), size) if len(x[i : i + size]) > 1)
+            return (x[i : i + size] for i in range(0, len(x), size) if len(x) - i > 1)  # BN needs two images
 
         with autocast(self.device, self.amp_dtype):
             recompute_bn_statistics(G, batches(x_normal), None if x_anomaly is None else batches(x_anomaly),
