@@ -161,6 +161,18 @@ def test_flags_reach_the_saved_config(tmp_path, capsys):
     assert c["scoring_bn"] == "running"
 
 
+def test_unet_style_flag_reaches_the_config_and_is_refused_without_a_unet(tmp_path, capsys):
+    data = make_idx_dir(tmp_path / "idx")
+    code, _, err = run_cli(["train", "--data", data, "--epochs", "1", "--precision", "fp32", "--no-progress",
+                            "--method", "skip-ganomaly", "--unet-style", "zhou", "--out", tmp_path / "run"], capsys)
+    assert code == 0, err
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["config"]["unet_style"] == "zhou"
+    code, _, err = run_cli(["train", "--data", data, "--epochs", "1", "--unet-style", "pix2pix",
+                            "--out", tmp_path / "bad"], capsys)
+    assert code != 0 and "unet_style" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "bad").exists()
+
+
 def test_select_epoch_val_recon_keeps_the_epoch_with_the_lowest_heldout_normal_score(tmp_path, capsys):
     from agad.pipeline import _split_and_dataset, carve_validation, load_generator
     from agad.train import score_images

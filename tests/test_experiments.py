@@ -401,6 +401,32 @@ def test_run_name_is_stable_and_readable():
     assert config_key(TrainConfig(data="/data/oct")) != config_key(TrainConfig(data="/data/chest"))
 
 
+def test_unet_style_builds_skip_ganomalys_own_unet_and_keeps_older_run_names():
+    from agad.nets import count_parameters
+    from agad.pipeline import build_networks
+
+    unet = TrainConfig(data="fashion-mnist", backbone="unet")
+    skip = TrainConfig(data="fashion-mnist", method="skip-ganomaly", backbone="unet")
+    # AGAD's unet backbone stays Zhou's U-Net and keeps its name (pinned: session 1's Table 9 run)
+    assert unet.resolved().unet_style == "zhou"
+    session1 = unet.replace(advprop=False, detach_pseudo=True, ema_decay=0.995, track_test_auroc=True)
+    assert run_name(session1) == "fashion-mnist/agad-unet/c0-g0-s0-4cb030fb"
+    assert run_name(unet.replace(unet_style="zhou")) == run_name(unet) != run_name(unet.replace(unet_style="pix2pix"))
+    # Skip-GANomaly builds its paper's pix2pix U-Net; its runs are named apart from the Zhou-U-Net ones
+    assert skip.resolved().unet_style == "pix2pix"
+    assert run_name(skip) != run_name(skip.replace(unet_style="zhou"))
+    assert TrainConfig().resolved().unet_style == "auto"  # no U-Net: nothing to resolve, nothing in the name
+    params = {style: count_parameters(build_networks(skip.replace(unet_style=style), 1, 32)[0])
+              for style in ("auto", "zhou", "pix2pix")}
+    assert params == {"auto": 16_652_929, "zhou": 7_762_465, "pix2pix": 16_652_929}
+    assert count_parameters(build_networks(unet.replace(unet_style="pix2pix", advprop=False), 1, 32)[0]) == 16_652_929
+    for bad in ({"unet_style": "pix2pix"}, {"method": "ganomaly", "unet_style": "zhou"}):
+        with pytest.raises(AgadError, match="drop unet_style"):
+            TrainConfig(**bad)
+    with pytest.raises(AgadError, match="unet_style"):
+        TrainConfig(backbone="unet", unet_style="resnet")
+
+
 def test_toml_round_trip():
     cfg = TrainConfig(data='we"ird\\path/ünï\tx', gamma=0.05, ca=False, lr=2e-5, extra={"note": "a b", "n": 3})
     text = to_toml(cfg.to_dict())

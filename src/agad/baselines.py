@@ -4,7 +4,10 @@
   naive (DCGAN) stacks; G loss = feature matching on D's features (w 1) +
   L1 reconstruction (w 50) + L2 between the two latent codes (w 1); the
   anomaly score is the latent distance mean((z - ẑ)²).
-- Skip-GANomaly (Akçay et al. 2019): U-Net generator; G loss = BCE
+- Skip-GANomaly (Akçay et al. 2019): its own U-Net generator (pix2pix's
+  ``UnetGenerator``, ``agad.nets.unet`` style "pix2pix"; AGAD's unet backbone
+  is Zhou's U-Net, which under GANomaly's N(0, 0.02) initialisation learns to
+  reconstruct several times more slowly); G loss = BCE
   adversarial (w 1) + L1 reconstruction (w 40) + L2 on D's features (w 1);
   score 0.9·reconstruction + 0.1·latent.
 
@@ -80,7 +83,9 @@ def build_baseline_networks(cfg: TrainConfig, *, in_channels: int, image_size: i
     if cfg.method == "ganomaly":
         return GANomalyGenerator(in_channels=in_channels, image_size=image_size), D
     if cfg.method == "skip-ganomaly":
-        return build_generator("unet", in_channels=in_channels, image_size=image_size), D
+        # Skip-GANomaly's own generator (pix2pix's UnetGenerator) unless the config asks for Zhou's U-Net
+        return build_generator("unet", in_channels=in_channels, image_size=image_size,
+                               style=cfg.resolved_unet_style()), D
     raise ValueError(f"not a baseline method: {cfg.method!r}")
 
 

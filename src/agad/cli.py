@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from .config import (ADCON_FORMS, ANOMALY_DISTANCES, BACKBONES, DEVICES, LR_SCHEDULES, METHODS, PRECISIONS, PROTOCOLS,
-                     SCORING_BNS, SELECT_EPOCHS, TrainConfig)
+                     SCORING_BNS, SELECT_EPOCHS, UNET_STYLES, TrainConfig)
 from .errors import AgadError
 
 EXIT_USAGE = 2
@@ -44,6 +44,9 @@ def add_config_flags(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("model")
     g.add_argument("--method", choices=METHODS, default=S, help="agad (default) or a baseline")
     g.add_argument("--backbone", choices=BACKBONES, default=S, help="generator backbone (default naive)")
+    g.add_argument("--unet-style", dest="unet_style", choices=UNET_STYLES, default=S,
+                   help="the U-Net of --backbone unet or of Skip-GANomaly: zhou (7.76M, the paper's count) or "
+                        "pix2pix (Skip-GANomaly's own, 16.65M); default auto = pix2pix for skip-ganomaly, else zhou")
     g = p.add_argument_group("optimisation")
     g.add_argument("--epochs", type=int, default=S)
     g.add_argument("--batch-size", dest="batch_size", type=int, default=S)

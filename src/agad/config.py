@@ -21,6 +21,7 @@ from .errors import AgadError
 
 BACKBONES = ("naive", "unet", "unetpp")
 METHODS = ("agad", "ganomaly", "skip-ganomaly")
+UNET_STYLES = ("auto", "zhou", "pix2pix")  # agad.nets.unet; auto: pix2pix for Skip-GANomaly, zhou otherwise
 PROTOCOLS = ("one-vs-rest", "one-anomalous")
 ANOMALY_DISTANCES = ("input", "pseudo")
 ADCON_FORMS = ("linear", "reciprocal", "bounded")
@@ -46,6 +47,9 @@ class TrainConfig:
     # --- model (SPEC §2) ---
     method: str = "agad"  # agad, or a baseline in the same harness
     backbone: str = "naive"  # naive | unet | unetpp
+    # the U-Net: "zhou" (Zhou et al.'s plain U-Net, the paper's 7.76M parameters; AGAD's unet backbone) or
+    # "pix2pix" (Skip-GANomaly's own generator, 16.65M). "auto": pix2pix for method skip-ganomaly, else zhou
+    unet_style: str = "auto"
 
     # --- optimisation (SPEC §4) ---
     epochs: int = 15  # the paper gives none; GANomaly uses 15. Fixed, never chosen on test data.
@@ -155,6 +159,11 @@ class TrainConfig:
                 raise AgadError(f"The '{flag}' parameter must be true or false. Got {getattr(self, flag)!r} instead.")
         choice("method", METHODS)
         choice("backbone", BACKBONES)
+        choice("unet_style", UNET_STYLES)
+        if self.unet_style != "auto" and not self.uses_unet():
+            raise AgadError(f"unet_style {self.unet_style!r} sets the U-Net of the unet backbone or of "
+                            f"Skip-GANomaly; this run has none (method {self.method}, backbone {self.backbone}): "
+                            "drop unet_style or use --backbone unet")
         choice("protocol", PROTOCOLS)
         choice("anomaly_distance", ANOMALY_DISTANCES)
         choice("adcon_form", ADCON_FORMS)
@@ -228,6 +237,20 @@ class TrainConfig:
             return float(self.val_fraction)
         return AUTO_VAL_FRACTION if self.gamma > 0 else 0.0
 
+    def uses_unet(self) -> bool:
+        """Whether the generator is a U-Net (the unet backbone, or Skip-GANomaly's)."""
+        return self.method == "skip-ganomaly" or (self.method == "agad" and self.backbone == "unet")
+
+    def resolved_unet_style(self) -> str:
+        """The U-Net style a run builds: Skip-GANomaly's own pix2pix U-Net for that baseline, else Zhou's.
+
+        >>> TrainConfig(method="skip-ganomaly").resolved_unet_style(), TrainConfig().resolved_unet_style()
+        ('pix2pix', 'zhou')
+        """
+        if self.unet_style != "auto":
+            return self.unet_style
+        return "pix2pix" if self.method == "skip-ganomaly" else "zhou"
+
     def resolved(self) -> "TrainConfig":
         """The config with its "auto" values made concrete: what a run records and what names it.
 
@@ -248,4 +271,5 @@ class TrainConfig:
         select = self.select_epoch
         if select == "auto":
             select = "val-ratio" if self.gamma > 0 and val_fraction > 0 else "last"
-        return dataclasses.replace(self, val_fraction=val_fraction, select_epoch=select)
+        unet_style = self.resolved_unet_style() if self.uses_unet() else self.unet_style
+        return dataclasses.replace(self, val_fraction=val_fraction, select_epoch=select, unet_style=unet_style)

@@ -76,7 +76,7 @@ IN_MEMORY_DATA = "in-memory-arrays"  # TrainConfig.data of a model fitted on arr
 # means "TrainConfig's default", read when ``fit`` runs, so the stability
 # defaults live in one place (agad.config).
 _CONFIG_PARAMS = (
-    "backbone", "epochs", "batch_size", "lr", "lr_schedule", "w_adv", "w_con", "w_adcon", "w_lat", "ca",
+    "backbone", "unet_style", "epochs", "batch_size", "lr", "lr_schedule", "w_adv", "w_con", "w_adcon", "w_lat", "ca",
     "anomaly_distance", "advprop", "freeze_bn_anomalies", "track_bn_anomalies", "track_bn_pseudo", "scoring_bn",
     "scoring_bn_anomaly_weight", "min_anomalies_per_batch", "detach_pseudo", "adcon_form", "adcon_margin",
     "adcon_warmup_epochs", "ema_decay", "grad_clip", "anomaly_margin", "select_epoch", "val_fraction", "device",
@@ -125,6 +125,8 @@ class AGAD(BaseEstimator):
 
     Parameters (keyword-only; ``None`` means ``agad.config.TrainConfig``'s default):
         backbone: generator backbone, "naive", "unet" or "unetpp".
+        unet_style: with backbone "unet", "zhou" (default; the paper's 7.76M
+            parameters) or "pix2pix" (Skip-GANomaly's U-Net).
         epochs: training epochs (fixed; never chosen on test data).
         batch_size: images per step (normal + labelled anomalies).
         contamination: expected fraction of anomalies among the unlabelled
@@ -172,6 +174,7 @@ class AGAD(BaseEstimator):
         self,
         *,
         backbone: str = "naive",
+        unet_style: str | None = None,
         epochs: int = 15,
         batch_size: int = 64,
         contamination: float = 0.1,
@@ -206,6 +209,7 @@ class AGAD(BaseEstimator):
         verbose: bool = False,
     ):
         self.backbone = backbone
+        self.unet_style = unet_style
         self.epochs = epochs
         self.batch_size = batch_size
         self.contamination = contamination

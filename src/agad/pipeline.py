@@ -129,7 +129,9 @@ def build_networks(cfg: TrainConfig, in_channels: int, image_size: int) -> tuple
     """G and D as the config describes them, seeded by ``cfg.seed``."""
     torch.manual_seed(cfg.seed)
     if cfg.method == "agad":
-        G = build_generator(cfg.backbone, in_channels=in_channels, image_size=image_size, advprop=cfg.advprop)
+        style = {"style": cfg.resolved_unet_style()} if cfg.backbone == "unet" else {}
+        G = build_generator(cfg.backbone, in_channels=in_channels, image_size=image_size, advprop=cfg.advprop,
+                            **style)
         D = build_discriminator(in_channels=in_channels, image_size=image_size)
         return G, D
     from .baselines import build_baseline_networks

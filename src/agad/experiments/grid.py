@@ -123,6 +123,8 @@ def canonical_config(cfg: TrainConfig) -> dict[str, Any]:
     for k, v in cfg.resolved().to_dict().items():  # "auto" counts as what it resolves to
         if k in RUNTIME_FIELDS or (cfg.method != "agad" and k in AGAD_ONLY):
             continue
+        if k == "unet_style" and (not cfg.uses_unet() or v == "zhou"):  # every U-Net before the field was zhou's
+            continue
         if types.get(k) in (float, float | None) and isinstance(v, (int, float)) and not isinstance(v, bool):
             v = float(v)
         if k == "data" and not is_dataset_name(v):

@@ -198,7 +198,8 @@ def make_ganomaly_trainer(cfg: TrainConfig, in_channels: int = 1):
     if cfg.backbone == "naive":
         return BaselineTrainer(cfg.replace(method="ganomaly"), GANomalyGenerator(in_channels=in_channels, image_size=32), D)
     G = build_generator(cfg.backbone, in_channels=in_channels, image_size=32)
-    return BaselineTrainer(cfg.replace(method="skip-ganomaly"), G, D)
+    style = "zhou" if cfg.backbone == "unet" else "auto"  # AGAD's own U-Net, so that only the step differs
+    return BaselineTrainer(cfg.replace(method="skip-ganomaly", unet_style=style), G, D)
 
 
 def ganomaly_variant(backbone: str) -> str:
