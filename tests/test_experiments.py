@@ -415,6 +415,9 @@ def test_unet_style_builds_skip_ganomalys_own_unet_and_keeps_older_run_names():
     # Skip-GANomaly builds its paper's pix2pix U-Net; its runs are named apart from the Zhou-U-Net ones
     assert skip.resolved().unet_style == "pix2pix"
     assert run_name(skip) != run_name(skip.replace(unet_style="zhou"))
+    # a baseline's network is fixed by its method: --backbone neither changes it nor its run's name
+    assert skip.replace(backbone="naive").resolved().backbone == "unet"
+    assert run_name(skip) == run_name(skip.replace(backbone="naive"))
     assert TrainConfig().resolved().unet_style == "auto"  # no U-Net: nothing to resolve, nothing in the name
     params = {style: count_parameters(build_networks(skip.replace(unet_style=style), 1, 32)[0])
               for style in ("auto", "zhou", "pix2pix")}

@@ -21,6 +21,7 @@ from .errors import AgadError
 
 BACKBONES = ("naive", "unet", "unetpp")
 METHODS = ("agad", "ganomaly", "skip-ganomaly")
+BASELINE_BACKBONES = {"ganomaly": "naive", "skip-ganomaly": "unet"}  # fixed by the method: what each really builds
 UNET_STYLES = ("auto", "zhou", "pix2pix")  # agad.nets.unet; auto: pix2pix for Skip-GANomaly, zhou otherwise
 PROTOCOLS = ("one-vs-rest", "one-anomalous")
 ANOMALY_DISTANCES = ("input", "pseudo")
@@ -266,10 +267,14 @@ class TrainConfig:
         (0.0, 'last')
         >>> TrainConfig(gamma=0.05, val_fraction=0.0).resolved().select_epoch
         'last'
+        >>> TrainConfig(method="skip-ganomaly").resolved().backbone
+        'unet'
         """
         val_fraction = self.resolved_val_fraction()
         select = self.select_epoch
         if select == "auto":
             select = "val-ratio" if self.gamma > 0 and val_fraction > 0 else "last"
         unet_style = self.resolved_unet_style() if self.uses_unet() else self.unet_style
-        return dataclasses.replace(self, val_fraction=val_fraction, select_epoch=select, unet_style=unet_style)
+        backbone = BASELINE_BACKBONES.get(self.method, self.backbone)  # a baseline's --backbone changes nothing
+        return dataclasses.replace(self, val_fraction=val_fraction, select_epoch=select, unet_style=unet_style,
+                                   backbone=backbone)

@@ -52,7 +52,7 @@ import typing
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Sequence
 
-from ..config import BACKBONES, TrainConfig
+from ..config import BACKBONES, BASELINE_BACKBONES, TrainConfig
 from ..errors import AgadError
 
 TABLES = ("table1", "table2", "table3", "table4", "table5", "table9", "baselines")
@@ -88,7 +88,7 @@ DEFAULT_BACKBONES = {
     "table9": BACKBONES,
     "baselines": ("naive",),
 }
-BASELINE_BACKBONE = {"ganomaly": "naive", "skip-ganomaly": "unet"}  # the networks each baseline really uses
+BASELINE_BACKBONE = BASELINE_BACKBONES  # the networks each baseline really uses
 
 
 # ------------------------------------------------------------------ names
@@ -121,8 +121,8 @@ def canonical_config(cfg: TrainConfig) -> dict[str, Any]:
     defaults = _defaults()
     out: dict[str, Any] = {}
     for k, v in cfg.resolved().to_dict().items():  # "auto" counts as what it resolves to
-        if k in RUNTIME_FIELDS or (cfg.method != "agad" and k in AGAD_ONLY):
-            continue
+        if k in RUNTIME_FIELDS or (cfg.method != "agad" and (k in AGAD_ONLY or k == "backbone")):
+            continue  # a baseline's backbone is fixed by its method (BASELINE_BACKBONES)
         if k == "unet_style" and (not cfg.uses_unet() or v == "zhou"):  # every U-Net before the field was zhou's
             continue
         if types.get(k) in (float, float | None) and isinstance(v, (int, float)) and not isinstance(v, bool):
