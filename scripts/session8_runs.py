@@ -20,7 +20,8 @@ The queue, fixed before any of its runs (seed 0 unless stated, the harness's own
    0.2 is also the second panel of the paper's Fig. 4. The default recipe as shipped (AdvProp + EMA; with
    labelled anomalies 10% of the normals held out and the val-ratio epoch kept): ``agad bench table2
    --gammas 0.2``.
-3. **MNIST sample: GANomaly seeds 1 and 2** (it had seed 0 only), for a mean +- SD over seeds like AGAD's.
+3. **MNIST sample: GANomaly seeds 0-2** (session 1's seed 0 did not track test AUROC per epoch, so it is a new
+   run name), for a mean +- SD over seeds like AGAD's.
 
 Test AUROC is tracked per epoch for the curves and spreads only; nothing here is chosen from it.
 """

@@ -88,7 +88,6 @@ DEFAULT_BACKBONES = {
     "table9": BACKBONES,
     "baselines": ("naive",),
 }
-BASELINE_BACKBONE = BASELINE_BACKBONES  # the networks each baseline really uses
 
 
 # ------------------------------------------------------------------ names
@@ -280,7 +279,7 @@ def _variants(table: str, gammas: list[float], backbones: list[str], method: str
                         out.append({**base, "advprop": advprop, "freeze_bn_anomalies": freeze})
             elif table == "baselines":
                 out += [{**base, "method": "agad", "ca": True}, {**base, "method": "agad", "ca": False}]
-                out += [{**base, "method": m, "backbone": BASELINE_BACKBONE[m]} for m in ("ganomaly", "skip-ganomaly")]
+                out += [{**base, "method": m, "backbone": BASELINE_BACKBONES[m]} for m in ("ganomaly", "skip-ganomaly")]
     # a backbone list on the baselines table repeats the baseline runs: keep each once
     seen, unique = set(), []
     for v in out:
