@@ -279,6 +279,25 @@ def test_a_directory_holding_another_run_is_never_overwritten(tmp_path):
     assert json.loads((run / "metrics.json").read_text())["auroc"] == 0.9
 
 
+def test_curve_section_reports_last_epoch_and_last_half_spread_from_handmade_histories(tmp_path):
+    from agad.experiments.tables import render_markdown
+
+    def hist(curve):
+        return [{"epoch": i + 1, "test/auroc": a} for i, a in enumerate(curve)]
+
+    # class 0 keeps a good epoch (headline 0.90) but ends at 0.75 after swinging 0.70-0.80 in its last half;
+    # class 1 ends steady (last half 0.90-0.91)
+    a = _fake_run(tmp_path, 0.90, gamma=0.05, normal_class=0, history=hist([0.5, 0.9, 0.8, 0.7, 0.75]))
+    b = _fake_run(tmp_path, 0.91, gamma=0.05, normal_class=1, history=hist([0.8, 0.9, 0.9, 0.91]))
+    text = render_markdown(build_table("table2", [a, b]), "cmd")
+    curves = text.split("## Training curves (diagnostic: test AUROC per epoch, chooses nothing)")[1]
+    row = next(line for line in curves.splitlines() if line.startswith("| all runs"))
+    assert row == "| all runs | 75.0 (10.0) | 91.0 (1.0) | 83.00 | 1/2 |"
+    # runs without a tracked curve get no such section
+    c = _fake_run(tmp_path / "untracked", 0.9, normal_class=0)
+    assert "Training curves" not in render_markdown(build_table("table1", [c]), "cmd")
+
+
 def test_run_timeout_kills_the_subprocess(mini_mnist, tmp_path):
     with pytest.raises(RunFailed, match="run timeout"):
         run_one(TrainConfig(data=mini_mnist, **BASE), tmp_path, timeout_s=0.3)

@@ -4,6 +4,8 @@
 (2.0, 0.816496580927726)
 >>> tukey_filter([1, 2, 3, 4, 5, 6, 7, 8, 100]).tolist()
 [1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0]
+>>> last_half_spread([0.5, 0.9, 0.8, 0.7, 0.75])
+0.10000000000000009
 """
 
 from __future__ import annotations
@@ -49,3 +51,12 @@ def tukey_filter(values: Iterable[float], k: float = 1.5) -> np.ndarray:
         return v
     lo, hi = tukey_fences(v, k)
     return v[(v >= lo) & (v <= hi)]
+
+
+def last_half_spread(curve: Iterable[float]) -> float:
+    """Max - min of a per-epoch curve over its last half (epochs ``len // 2`` onwards; issue 7's stability
+    measure: 15 epochs -> epochs 8-15). NaN for an empty curve.
+    """
+    v = [float(x) for x in curve]
+    tail = v[len(v) // 2 :]
+    return max(tail) - min(tail) if tail else float("nan")

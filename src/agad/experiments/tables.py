@@ -29,7 +29,7 @@ from ..config import TrainConfig
 from ..errors import AgadError
 from .grid import AGAD_ONLY, CONFIG_FILE, FAILURES_FILE, METRICS_FILE, RUNTIME_FIELDS
 from .paper import PaperRef, paper_dataset, paper_reference
-from .stats import mean_sd
+from .stats import last_half_spread, mean_sd
 
 HISTORY_FILE = "history.jsonl"  # = agad.runs.HISTORY_FILE
 # Always in the CSV (stable schema); other fields appear when they vary.
@@ -58,6 +58,14 @@ BEST_EPOCH_NOTE = (
     "GANomaly's code reports. It uses test labels, so it overstates what the method delivers; it is shown "
     "only to compare with papers that report it. The headline table above is the result."
 )
+CURVES_TITLE = "Training curves (diagnostic: test AUROC per epoch, chooses nothing)"
+CURVES_NOTE = (
+    "Each cell: the test AUROC (%) at the *last* epoch, and in brackets the curve's spread (max - min of the "
+    "per-epoch test AUROC over the last half of training). A small spread means the model does not swing from "
+    "epoch to epoch; where the headline keeps another epoch (a label-free rule), the two numbers differ. "
+    "With several seeds: the mean over seeds of each."
+)
+STEADY_SPREAD = 2.0  # issue 7's target: a last-half spread under 2 points
 
 
 # ------------------------------------------------------------------ reading artefacts
@@ -157,6 +165,7 @@ class Row:
     variant: dict[str, Any] = field(default_factory=dict)
     paper: PaperRef | None = None
     best: dict[int, dict[int, tuple[float, int]]] = field(default_factory=dict)  # seed -> class -> (AUROC %, epoch)
+    curve: dict[int, dict[int, tuple[float, float]]] = field(default_factory=dict)  # seed -> class -> (last %, spread)
 
     def class_values(self, klass: int) -> list[float]:
         return [v[klass] for _, v in sorted(self.by_seed.items()) if klass in v]
@@ -240,6 +249,8 @@ def build_table(table: str, run_dirs: Iterable[str | Path], *, dataset: str | No
         if hist:
             best = max(hist, key=lambda h: h["test/auroc"])
             row.best.setdefault(seed, {})[k] = (100.0 * best["test/auroc"], int(best.get("epoch", 0)))
+            pct = [100.0 * h["test/auroc"] for h in hist]
+            row.curve.setdefault(seed, {})[k] = (pct[-1], last_half_spread(pct))
 
     ordered = list(rows.values())
     classes = sorted({c for row in ordered for v in row.by_seed.values() for c in v})
@@ -372,6 +383,28 @@ def render_markdown(t: Table, command: str) -> str:
             bm, _ = mean_sd(means)
             hm = row.summary(t.classes)["mean"]
             cells += [_f(bm, 2), _f(hm, 2), "—" if not (math.isfinite(bm) and math.isfinite(hm)) else f"{bm - hm:+.2f}"]
+            lines.append(_md_line(cells))
+
+    if t.has_best_epoch:
+        lines += ["", f"## {CURVES_TITLE}", "", CURVES_NOTE, ""]
+        ch = ["variant"] + [str(c) for c in t.classes] + ["mean (last epoch)", f"classes with spread < {STEADY_SPREAD:g}"]
+        lines += [_md_line(ch), _md_line(["---"] * len(ch))]
+        for row in t.rows:
+            if not row.curve:
+                continue
+            cells, lasts, steady, n = [row.label], [], 0, 0
+            for c in t.classes:
+                vals = [v[c] for _, v in sorted(row.curve.items()) if c in v]
+                if not vals:
+                    cells.append("—")
+                    continue
+                last, _ = mean_sd(x for x, _ in vals)
+                spread, _ = mean_sd(sp for _, sp in vals)
+                lasts.append(last)
+                steady += sum(sp < STEADY_SPREAD for _, sp in vals)
+                n += len(vals)
+                cells.append(f"{_f(last)} ({_f(spread)})")
+            cells += [_f(mean_sd(lasts)[0], 2), f"{steady}/{n}"]
             lines.append(_md_line(cells))
 
     if t.missing:
