@@ -647,8 +647,10 @@ def run_grid(
     done_before = [is_complete(root / n) for n in names]
     todo = [i for i, d in enumerate(done_before) if not d]
     budget = "" if time_budget_s is None else f"; no new run after {_fmt_seconds(time_budget_s)}"
+    # a config's own num_threads wins over the share (_execute_locked)
+    threads = "/".join(map(str, sorted({c.num_threads or n_threads for c in configs}))) or str(n_threads)
     log(f"grid: {len(names)} runs in {root}, {sum(done_before)} already complete; {len(todo)} to run, "
-        f"{jobs} at a time with {n_threads} CPU thread(s) each{budget}")
+        f"{jobs} at a time with {threads} CPU thread(s) each{budget}")
 
     t_start = time.monotonic()
     deadline = None if time_budget_s is None else t_start + float(time_budget_s)
