@@ -28,14 +28,8 @@ Test AUROC is tracked per epoch for the curves and spreads only; nothing here is
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
+from stage_queue import main
 
-from agad.experiments.cli import bench
-from agad.experiments.grid import grid_for, run_grid
-
-ROOTS = {"fashion-mnist": Path("results/fmnist"), "mnist-sample": Path("results/mnist-sample")}
-TRACK = {"track_test_auroc": True, "num_threads": 1}  # num_threads is runtime-only: not part of a run's name
 STAGES = (  # (table, data, grid_for keyword arguments)
     ("table1", "mnist-sample", {"method": "skip-ganomaly"}),
     ("table1", "fashion-mnist", {"method": "skip-ganomaly"}),
@@ -44,19 +38,5 @@ STAGES = (  # (table, data, grid_for keyword arguments)
 )
 
 
-def queue() -> None:
-    for table, data, kw in STAGES:
-        run_grid(grid_for(table, data, base_overrides=TRACK, **kw), ROOTS[data], jobs=1, keep_weights=False)
-
-
-def tables() -> None:
-    """The same tables `agad bench TABLE ... --table-only` writes, from the finished runs (missing ones blank)."""
-    for table, data, kw in STAGES:
-        out = bench(table, data, ROOTS[data], overrides={"track_test_auroc": True}, table_only=True,
-                    log=lambda *_: None, **kw)
-        print(out["markdown"])
-
-
 if __name__ == "__main__":
-    for stage in sys.argv[1:] or ["queue"]:
-        {"queue": queue, "tables": tables}[stage]()
+    main(STAGES)
