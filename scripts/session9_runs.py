@@ -9,7 +9,7 @@ that ``agad bench ... --table-only`` rebuilds the same tables; the default recip
 with labelled anomalies 10% of the normals held out and the val-ratio epoch kept):
 
 1. **Table 2 at gamma 0.1** -- Fashion-MNIST had gamma 0, 0.05 and 0.2: ``agad bench table2 --gammas 0.1``.
-2. **Table 4 at gamma 0.1 with the naive backbone** -- the same recipe without C.A. (``w_adcon`` 0, everything
+2. **Table 4 at gamma 0.1 with the naive backbone** -- the same recipe without C.A. (``ca`` off, everything
    else equal, same hold-out and rule), so the with/without pair at 0.1 differs in the C.A. term only; the
    "with" half is stage 1's runs: ``agad bench table4 --backbone naive --gammas 0.1``.
 3. **Table 2 at gamma 0.01** (completes Table 2's row): ``agad bench table2 --gammas 0.01``.
