@@ -19,6 +19,7 @@ from pathlib import Path
 
 from agad.config import TrainConfig
 from agad.experiments.grid import RUNTIME_FIELDS
+from agad.experiments.stats import last_half_spread
 
 RECIPES = {
     "paper-literal": lambda c: c["ca"] and not c["detach_pseudo"] and c["ema_decay"] == 0 and not c["advprop"],
@@ -50,8 +51,7 @@ def load_runs(root: Path):
             continue  # another option is on: not one of these recipes
         hist = [json.loads(line) for line in (run / "history.jsonl").read_text().splitlines() if line.strip()]
         curve = [h["test/auroc"] for h in hist if "test/auroc" in h]
-        tail = curve[len(curve) // 2 :]
-        yield cfg, json.loads(metrics.read_text())["auroc"], (max(tail) - min(tail)) if tail else float("nan")
+        yield cfg, json.loads(metrics.read_text())["auroc"], last_half_spread(curve)
 
 
 def collect(root: Path) -> dict[tuple[str, float, int, int], tuple[float, float]]:
