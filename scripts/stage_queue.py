@@ -1,6 +1,6 @@
 """A resumable queue of harness grids shared by the session scripts (``scripts/session8_runs.py`` onwards).
 
-A stage is ``(table, data, grid_for keyword arguments)``. ``queue`` runs every stage's grid in order, one run at
+A stage is ``(table, data, grid_for keyword arguments)``; a ``base_overrides`` among them adds to ``TRACK``. ``queue`` runs every stage's grid in order, one run at
 a time per process (start two processes to use two cores: they share the queue through the runs' locks and
 skip what is complete); ``tables`` prints the tables ``agad bench TABLE ... --table-only`` would write.
 Test AUROC is tracked per epoch for curves and spreads only.
@@ -20,13 +20,17 @@ TRACK = {"track_test_auroc": True, "num_threads": 1}  # num_threads is runtime-o
 
 def queue(stages) -> None:
     for table, data, kw in stages:
-        run_grid(grid_for(table, data, base_overrides=TRACK, **kw), ROOTS[data], jobs=1, keep_weights=False)
+        kw = dict(kw)
+        overrides = {**TRACK, **kw.pop("base_overrides", {})}
+        run_grid(grid_for(table, data, base_overrides=overrides, **kw), ROOTS[data], jobs=1, keep_weights=False)
 
 
 def tables(stages) -> None:
     """The same tables `agad bench TABLE ... --table-only` writes, from the finished runs (missing ones blank)."""
     for table, data, kw in stages:
-        out = bench(table, data, ROOTS[data], overrides={"track_test_auroc": True}, table_only=True,
+        kw = dict(kw)
+        overrides = {"track_test_auroc": True, **kw.pop("base_overrides", {})}
+        out = bench(table, data, ROOTS[data], overrides=overrides, table_only=True,
                     log=lambda *_: None, **kw)
         print(out["markdown"])
 

@@ -298,6 +298,38 @@ def test_curve_section_reports_last_epoch_and_last_half_spread_from_handmade_his
     assert "Training curves" not in render_markdown(build_table("table1", [c]), "cmd")
 
 
+def test_archive_keeps_what_the_tables_need_and_rebuilds_the_same_table(tmp_path, capsys):
+    root, archive = tmp_path / "grid", tmp_path / "docs" / "runs"
+    hist = [{"epoch": 1, "test/auroc": 0.6}, {"epoch": 2, "test/auroc": 0.8}]
+    runs = [_fake_run(root, a, normal_class=k, history=hist) for k, a in ((0, 0.8), (1, 0.7))]
+    (runs[0] / "scores.csv").write_text("score,label\n0.1,0\n")  # large artefacts stay behind
+    unfinished = _fake_run(root, 0.5, normal_class=2)
+    (unfinished / "metrics.json").unlink()
+
+    assert main(["bench", "archive", "--out", str(root), "--to", str(archive)]) == 0
+    assert "2 run(s) copied" in capsys.readouterr().out
+    kept = archive / runs[0].relative_to(root)
+    assert sorted(p.name for p in kept.iterdir()) == ["config.json", "history.jsonl", "metrics.json"]
+    assert not (archive / unfinished.relative_to(root)).exists()
+
+    # the table rebuilt from the archive is the table rebuilt from the grid, curves included
+    def table(where: Path) -> str:
+        md, _ = write_table("table1", [where / r.relative_to(root) for r in runs], where, command="cmd")
+        return md.read_text()
+    assert table(archive) == table(root) and "Training curves" in table(archive)
+
+    # a second archive copies nothing; a run evaluated again is copied again
+    (runs[1] / "metrics.json").write_text(json.dumps({"auroc": 0.75}))
+    assert main(["bench", "archive", "--out", str(root), "--to", str(archive)]) == 0
+    assert "1 run(s) copied to" in (out := capsys.readouterr().out) and "1 already there" in out
+    assert json.loads((archive / runs[1].relative_to(root) / "metrics.json").read_text())["auroc"] == 0.75
+
+    assert main(["bench", "archive", "--out", str(tmp_path / "none"), "--to", str(archive)]) == 2
+    assert main(["bench", "archive", "--out", str(root), "--to", str(root / "sub")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 2 and "no grid folder" in err[0] and "inside the grid folder" in err[1]
+
+
 def test_run_timeout_kills_the_subprocess(mini_mnist, tmp_path):
     with pytest.raises(RunFailed, match="run timeout"):
         run_one(TrainConfig(data=mini_mnist, **BASE), tmp_path, timeout_s=0.3)

@@ -142,6 +142,15 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_archive(args: argparse.Namespace) -> int:
+    from .archive import archive_runs
+
+    n = archive_runs(args.out, args.to)
+    print(f"archive: {n['copied']} run(s) copied to {args.to}, {n['unchanged']} already there"
+          + (f", {n['skipped']} skipped (no config.json)" if n["skipped"] else ""))
+    return 0
+
+
 def add_bench_args(p: argparse.ArgumentParser, table: str) -> None:
     p.add_argument("--data", required=True,
                    help="dataset name or folder" + (" with normal/ and abnormal/" if table == "table3" else ""))
@@ -207,6 +216,12 @@ def register(subparsers) -> None:
             raise
     else:
         add_speed_parser(bsub)
+    help_ = ("copy what the tables are built from (config.json, history.jsonl, metrics.json of each complete run) "
+             "to a small folder that can be committed; `--table-only --out ARCHIVE` rebuilds the tables from it")
+    p = bsub.add_parser("archive", help=help_, description=help_)
+    p.add_argument("--out", required=True, help="the grid folder (an `agad bench ... --out` folder)")
+    p.add_argument("--to", required=True, help="the archive folder (same layout; created if missing)")
+    p.set_defaults(func=cmd_archive)
 
     figs = subparsers.add_parser("figures", help="paper figures from run directories",
                                  description="Draw the paper's figures from saved runs (PNG).")
