@@ -23,6 +23,7 @@ from pathlib import Path
 from ..errors import AgadError
 from .grid import CONFIG_FILE, METRICS_FILE
 from .tables import HISTORY_FILE
+
 ARCHIVED_FILES = (CONFIG_FILE, HISTORY_FILE, METRICS_FILE)  # metrics.json last: it marks a run complete
 
 
