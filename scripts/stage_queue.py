@@ -2,7 +2,8 @@
 
 A stage is ``(table, data, grid_for keyword arguments)``; a ``base_overrides`` among them adds to ``TRACK``.
 ``queue`` runs every stage's grid in order, one run at a time per process (start two processes to use two
-cores: they share the queue through the runs' locks and skip what is complete); ``tables`` prints the tables ``agad bench TABLE ... --table-only`` would write.
+cores: they share the queue through the runs' locks and skip what is complete); ``tables`` prints the tables
+``agad bench TABLE ... --table-only`` would write.
 Test AUROC is tracked per epoch for curves and spreads only.
 """
 
