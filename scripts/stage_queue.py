@@ -19,18 +19,22 @@ ROOTS = {"fashion-mnist": Path("results/fmnist"), "mnist-sample": Path("results/
 TRACK = {"track_test_auroc": True, "num_threads": 1}  # num_threads is runtime-only: not part of a run's name
 
 
+def _split(kw: dict, base: dict) -> tuple[dict, dict]:
+    """(the stage's grid_for keywords without base_overrides, base updated with the stage's base_overrides)."""
+    kw = dict(kw)
+    return kw, {**base, **kw.pop("base_overrides", {})}
+
+
 def queue(stages) -> None:
     for table, data, kw in stages:
-        kw = dict(kw)
-        overrides = {**TRACK, **kw.pop("base_overrides", {})}
+        kw, overrides = _split(kw, TRACK)
         run_grid(grid_for(table, data, base_overrides=overrides, **kw), ROOTS[data], jobs=1, keep_weights=False)
 
 
 def tables(stages) -> None:
     """The same tables `agad bench TABLE ... --table-only` writes, from the finished runs (missing ones blank)."""
     for table, data, kw in stages:
-        kw = dict(kw)
-        overrides = {"track_test_auroc": True, **kw.pop("base_overrides", {})}
+        kw, overrides = _split(kw, {"track_test_auroc": True})
         out = bench(table, data, ROOTS[data], overrides=overrides, table_only=True,
                     log=lambda *_: None, **kw)
         print(out["markdown"])

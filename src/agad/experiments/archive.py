@@ -16,8 +16,6 @@ that looks complete without its config.
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 from ..errors import AgadError
@@ -25,18 +23,6 @@ from .grid import CONFIG_FILE, METRICS_FILE
 from .tables import HISTORY_FILE
 
 ARCHIVED_FILES = (CONFIG_FILE, HISTORY_FILE, METRICS_FILE)  # metrics.json last: it marks a run complete
-
-
-def _copy_atomic(src: Path, dst: Path) -> None:
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{dst.name}.", suffix=".tmp", dir=dst.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(src.read_bytes())
-        os.replace(tmp, dst)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def complete_runs(root: Path) -> list[Path]:
@@ -50,6 +36,8 @@ def archive_runs(root: str | Path, dest: str | Path) -> dict[str, int]:
     Returns counts: ``copied`` (runs new or changed in ``dest``), ``unchanged`` and ``skipped`` (complete
     runs lacking config.json: nothing of theirs is copied).
     """
+    from ..runs import atomic_write_bytes  # lazily: agad.runs pulls in torch
+
     root, dest = Path(root), Path(dest)
     if not root.is_dir():
         raise AgadError(f"no grid folder {root}: pass the --out folder of an `agad bench` grid")
@@ -66,9 +54,10 @@ def archive_runs(root: str | Path, dest: str | Path) -> dict[str, int]:
             src, dst = run / name, target / name
             if not src.is_file():
                 continue  # history.jsonl is optional for the tables
-            if dst.is_file() and dst.read_bytes() == src.read_bytes():
+            data = src.read_bytes()
+            if dst.is_file() and dst.read_bytes() == data:
                 continue
-            _copy_atomic(src, dst)
+            atomic_write_bytes(dst, data)
             changed = True
         counts["copied" if changed else "unchanged"] += 1
     return counts
