@@ -6,7 +6,7 @@
 A variant is ``[compile-]{fp32|bf16}-{nchw|cl}``. Every variant trains its own
 copy of the same seeded networks on the same batch; one timed repeat of each
 runs in turn, and the median is printed with its ratio to the first variant.
-Scoring variants time :func:`agad.train.score_images` at batch 256.
+Scoring variants time :func:`agad.scoring.score_images` at batch 256.
 """
 
 from __future__ import annotations
@@ -18,9 +18,10 @@ import statistics
 import torch
 
 from agad.config import TrainConfig
-from agad.experiments.speed import SCORE_BATCH, _networks, interleaved, make_agad_trainer
+from speed import SCORE_BATCH, _networks, interleaved, make_agad_trainer
+from agad.methods import ReconstructionScorer
 from agad.runtime import resolve_device, resolve_precision
-from agad.train import score_images
+from agad.scoring import score_images
 
 DEFAULT_VARIANTS = ("fp32-nchw", "fp32-cl", "bf16-nchw", "bf16-cl")
 
@@ -71,7 +72,7 @@ def main() -> None:
                 fns[f"train {v}"] = step
             if not args.no_score:
                 fmt = torch.channels_last if opts["channels_last"] else torch.contiguous_format
-                G = _networks(bb, 1)[0].to(dev, memory_format=fmt).eval()
+                G = ReconstructionScorer(_networks(bb, 1)[0]).to(dev, memory_format=fmt).eval()
                 if opts["compile"]:
                     G = torch.compile(G)
                 amp = resolve_precision(opts["precision"], dev)

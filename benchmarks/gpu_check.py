@@ -11,7 +11,7 @@ next section still runs; the JSON is rewritten after every item; once
 2. ``inference``: per backbone and precision (fp32, bf16 autocast): latency of
    one 1x32x32 image (batch 1; CUDA events around each forward, 20 warm-up,
    median of 200) and throughput at batch 256 (median of 20), eval + inference mode.
-3. ``speed``: :func:`agad.experiments.speed.run_speed` at batch 64 -- images/s
+3. ``speed``: ``benchmarks/speed.py``'s ``run_speed`` at batch 64 -- images/s
    of the shipped AGAD step, the plain eager fp32 step and the GANomaly step,
    scoring at batch 256, and the ratios.
 4. ``peak``: a large matmul in bf16 and in fp32 (TF32 off), TFLOP/s.
@@ -40,8 +40,8 @@ T_START = time.perf_counter()
 import torch  # noqa: E402
 
 from agad.config import BACKBONES, TrainConfig  # noqa: E402
-from agad.experiments.perf_cli import PAPER_TABLE8  # noqa: E402
-from agad.experiments.speed import interleaved, make_agad_trainer, run_speed  # noqa: E402
+from models import PAPER_TABLE8  # noqa: E402
+from speed import interleaved, make_agad_trainer, run_speed  # noqa: E402
 from agad.nets import build_generator  # noqa: E402
 from agad.runtime import autocast, resolve_device  # noqa: E402
 

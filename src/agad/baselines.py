@@ -56,26 +56,43 @@ class GANomalyGenerator(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         return self.encode_decode(x)[0]
 
-    def anomaly_score(self, x: Tensor) -> Tensor:
-        _, z, z_hat = self.encode_decode(x)
-        return (z.float() - z_hat.float()).pow(2).flatten(1).mean(1)
+
+class LatentScorer(nn.Module):
+    """GANomaly's score: the latent distance mean((z - ẑ)²) of its encoder-decoder-encoder generator."""
+
+    def __init__(self, G: GANomalyGenerator):
+        super().__init__()
+        self.G = G
+
+    def score_and_reconstruct(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        x_hat, z, z_hat = self.G.encode_decode(x)
+        return (z.float() - z_hat.float()).pow(2).flatten(1).mean(1), x_hat
+
+    def reconstruct(self, x: Tensor) -> Tensor:
+        return self.G(x)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.score_and_reconstruct(x)[0]
 
 
 class SkipGANomalyScorer(nn.Module):
-    """Scores with the U-Net generator and the discriminator's features."""
+    """Skip-GANomaly's score: 0.9 x reconstruction + 0.1 x the discriminator's feature distance."""
 
     def __init__(self, G: nn.Module, D: nn.Module):
         super().__init__()
         self.G, self.D = G, D
 
-    def forward(self, x: Tensor) -> Tensor:
-        return self.G(x)
-
-    def anomaly_score(self, x: Tensor) -> Tensor:
+    def score_and_reconstruct(self, x: Tensor) -> tuple[Tensor, Tensor]:
         x_hat = self.G(x)
         rec = (x.float() - x_hat.float()).pow(2).flatten(1).mean(1)
         lat = (self.D(x)[1].float() - self.D(x_hat)[1].float()).pow(2).flatten(1).mean(1)
-        return SKIP_SCORE_MIX * rec + (1 - SKIP_SCORE_MIX) * lat
+        return SKIP_SCORE_MIX * rec + (1 - SKIP_SCORE_MIX) * lat, x_hat
+
+    def reconstruct(self, x: Tensor) -> Tensor:
+        return self.G(x)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.score_and_reconstruct(x)[0]
 
 
 def build_baseline_networks(cfg: TrainConfig, *, in_channels: int, image_size: int) -> tuple[nn.Module, nn.Module]:
@@ -89,11 +106,6 @@ def build_baseline_networks(cfg: TrainConfig, *, in_channels: int, image_size: i
     raise ValueError(f"not a baseline method: {cfg.method!r}")
 
 
-def make_scorer(cfg: TrainConfig, G: nn.Module, D: nn.Module) -> nn.Module:
-    """The module whose ``anomaly_score`` (or reconstruction error) scores images for this method."""
-    return SkipGANomalyScorer(G, D) if cfg.method == "skip-ganomaly" else G
-
-
 class BaselineTrainer(AGADTrainer):
     """Same loop, data path and D step as AGAD; only the generator's loss differs.
 
@@ -105,11 +117,7 @@ class BaselineTrainer(AGADTrainer):
         super().__init__(*args, **kwargs)
         self.G_ema = None  # the baselines score with G itself, as their papers do
 
-    @property
-    def scoring_generator(self) -> nn.Module:
-        return make_scorer(self.cfg, self.G, self.D)
-
-    def step(self, x_n: Tensor, x_a: Tensor | None = None, *, progress_epochs: float = 0.0) -> dict[str, float]:
+    def step(self, x_n: Tensor, x_a: Tensor | None = None) -> dict[str, float]:
         self.G.train()
         self.D.train()
         with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None):
@@ -135,8 +143,8 @@ class BaselineTrainer(AGADTrainer):
         d_params = [p for p in self.D.parameters() if p.requires_grad]
         g_grads = torch.autograd.grad(g_loss, g_params, retain_graph=True, allow_unused=True)
         d_grads = torch.autograd.grad(d_loss, d_params, allow_unused=True)
-        self._apply(self.opt_g, g_params, g_grads, clip=self.cfg.grad_clip)
-        self._apply(self.opt_d, d_params, d_grads, clip=0.0)
+        self._apply(self.opt_g, g_params, g_grads)
+        self._apply(self.opt_d, d_params, d_grads)
         out = {f"G/{k}": float(v.detach()) for k, v in terms.items()}
         out["G/total"] = float(g_loss.detach())
         out["D/total"] = float(d_loss.detach())

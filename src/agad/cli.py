@@ -1,4 +1,9 @@
-"""The `agad` command line.
+"""The `agad` command line: every sub-command, in one module.
+
+Training flags are generated from :data:`agad.config.OPTIONS`, so every option
+of a run is a flag with its real default in ``--help``. A run's options come,
+in increasing priority, from the defaults, ``--recipe NAME``, ``--config
+FILE`` (TOML, or a run's config.json), ``--set KEY=VALUE`` and the flags.
 
 Bad input never shows a traceback: it prints one line on stderr naming what
 is wrong and what to do, and exits with code 2.
@@ -7,122 +12,162 @@ is wrong and what to do, and exits with code 2.
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import shlex
 import sys
 import tomllib
+import typing
 from pathlib import Path
 from typing import Any
 
-from .config import (ADCON_FORMS, ANOMALY_DISTANCES, BACKBONES, DEVICES, LR_SCHEDULES, METHODS, PRECISIONS, PROTOCOLS,
-                     SCORING_BNS, SELECT_EPOCHS, UNET_STYLES, TrainConfig)
+from . import __version__
+from .config import BACKBONES, DEVICES, METHODS, OPTIONS, PRECISIONS, TrainConfig
 from .errors import AgadError
 
 EXIT_USAGE = 2
+_TRUE = {"true", "1", "yes", "on"}
+_FALSE = {"false", "0", "no", "off"}
 
 
 class ArgumentParser(argparse.ArgumentParser):
-    """argparse, but usage errors are one line (and still exit 2)."""
+    """argparse, but usage errors are one line (and still exit 2), and no abbreviated flags."""
+
+    def __init__(self, *args: Any, **kwargs: Any):
+        kwargs.setdefault("allow_abbrev", False)  # --epoch must not silently mean --epochs
+        super().__init__(*args, **kwargs)
 
     def error(self, message: str):  # noqa: D401
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
 
 
-# ------------------------------------------------------------------ train flags
-# Each config flag is stored under its config field name, and only when given,
-# so that a TOML file can supply the rest: defaults < --config FILE < flags.
+# ------------------------------------------------------------------ options -> flags
 def add_config_flags(p: argparse.ArgumentParser) -> None:
-    S = argparse.SUPPRESS
-    g = p.add_argument_group("data and protocol")
-    g.add_argument("--data", default=S, help="mnist-sample | mnist | fashion-mnist | cifar10 | cifar100 | DIR (default mnist-sample)")
-    g.add_argument("--normal-class", dest="normal_class", type=int, default=S, help="index of the normal class (default 0)")
-    g.add_argument("--gamma", type=float, default=S, help="fraction of labelled anomalies among training images, in [0, 1)")
-    g.add_argument("--known-classes", dest="known_classes", type=int, default=S,
-                   help="draw labelled anomalies from this many anomaly classes only (Deep SAD's variant)")
-    g.add_argument("--protocol", choices=PROTOCOLS, default=S, help="one-vs-rest (paper text, default) or one-anomalous (GANomaly)")
-    g.add_argument("--image-size", dest="image_size", type=int, default=S, help="resize images to this size")
-    g = p.add_argument_group("model")
-    g.add_argument("--method", choices=METHODS, default=S, help="agad (default) or a baseline")
-    g.add_argument("--backbone", choices=BACKBONES, default=S, help="generator backbone (default naive)")
-    g.add_argument("--unet-style", dest="unet_style", choices=UNET_STYLES, default=S,
-                   help="the U-Net of --backbone unet or of Skip-GANomaly: zhou (7.76M, the paper's count) or "
-                        "pix2pix (Skip-GANomaly's own, 16.65M); default auto = pix2pix for skip-ganomaly, else zhou")
-    g = p.add_argument_group("optimisation")
-    g.add_argument("--epochs", type=int, default=S)
-    g.add_argument("--batch-size", dest="batch_size", type=int, default=S)
-    g.add_argument("--lr", type=float, default=S)
-    g.add_argument("--lr-schedule", dest="lr_schedule", choices=LR_SCHEDULES, default=S,
-                   help="constant (default, as the paper) or cosine: decays to 0 at the last step")
-    g.add_argument("--seed", type=int, default=S)
-    g.add_argument("--w-adv", dest="w_adv", type=float, default=S, help="λadv (default 1)")
-    g.add_argument("--w-con", dest="w_con", type=float, default=S, help="λcon (default 50)")
-    g.add_argument("--w-adcon", dest="w_adcon", type=float, default=S, help="λadcon (default 15)")
-    g.add_argument("--w-lat", dest="w_lat", type=float, default=S, help="λlat (default 5)")
-    g.add_argument("--delta", type=float, default=S, help="re-initialise D when its loss is below this (default 1e-5)")
-    g.add_argument("--eps", type=float, default=S, help="epsilon of the reciprocal terms")
-    g.add_argument("--no-ca", dest="ca", action="store_false", default=S,
-                   help="the paper's 'w/o contextual adversarial information' ablation")
-    g.add_argument("--anomaly-distance", dest="anomaly_distance", choices=ANOMALY_DISTANCES, default=S,
-                   help="labelled-anomaly distance: input |x-G(x)| (default) or pseudo |x̂-G(x̂)|")
-    g.add_argument("--advprop", action=argparse.BooleanOptionalAction, default=S,
-                   help="auxiliary BN for the pseudo-anomaly pass (default on; --no-advprop for shared BN)")
-    g.add_argument("--freeze-bn-anomalies", dest="freeze_bn_anomalies", action="store_true", default=S,
-                   help="BN layers neither update statistics nor train on labelled anomalies")
-    g.add_argument("--track-bn-anomalies", dest="track_bn_anomalies", action=argparse.BooleanOptionalAction,
-                   default=S, help="labelled anomalies' batch statistics update the BN running statistics "
-                   "(default, as the paper); --no-track-bn-anomalies keeps those for normal images only")
-    g.add_argument("--track-bn-pseudo", dest="track_bn_pseudo", action=argparse.BooleanOptionalAction,
-                   default=S, help="the same for the pseudo-anomaly pass G(x̂) through the main BN (--no-advprop)")
-    g.add_argument("--scoring-bn", dest="scoring_bn", choices=SCORING_BNS, default=S,
-                   help="BN statistics that score images: running (default, as the paper) or recomputed after "
-                   "each epoch from the training data, labelled anomalies weighted --scoring-bn-anomaly-weight")
-    g.add_argument("--scoring-bn-anomaly-weight", dest="scoring_bn_anomaly_weight", type=float, default=S,
-                   metavar="W", help="weight of the labelled anomalies in recomputed statistics (default 0.25)")
-    g = p.add_argument_group("stability options")
-    g.add_argument("--detach-pseudo", dest="detach_pseudo", action=argparse.BooleanOptionalAction, default=S,
-                   help="no gradient through x̂ into the first pass of the pseudo-anomaly")
-    g.add_argument("--adcon-form", dest="adcon_form", choices=ADCON_FORMS, default=S)
-    g.add_argument("--adcon-margin", dest="adcon_margin", type=float, default=S)
-    g.add_argument("--adcon-warmup", dest="adcon_warmup_epochs", type=float, default=S, help="epochs to ramp λadcon up")
-    g.add_argument("--ema-decay", dest="ema_decay", type=float, default=S, help="EMA of G's weights (0 = off)")
-    g.add_argument("--grad-clip", dest="grad_clip", type=float, default=S, help="clip G's gradient norm (0 = off)")
-    g.add_argument("--anomaly-margin", dest="anomaly_margin", type=float, default=S,
-                   help="stop pushing a labelled anomaly once its distance is this many times the normals' (0 = off)")
-    g = p.add_argument_group("runtime")
-    g.add_argument("--device", choices=DEVICES, default=S)
-    g.add_argument("--precision", choices=PRECISIONS, default=S)
-    g.add_argument("--compile", action="store_true", default=S, help="torch.compile the networks")
-    g.add_argument("--num-threads", dest="num_threads", type=int, default=S)
-    g.add_argument("--val-fraction", dest="val_fraction", type=float, default=S,
-                   help="hold out this fraction of normal training images for validation (training data only; "
-                        "default 0.1 with labelled anomalies, else 0)")
-    g.add_argument("--select-epoch", dest="select_epoch", choices=SELECT_EPOCHS, default=S,
-                   help="keep the last epoch or the one with the lowest held-out normal score (val-recon; needs a "
-                        "validation fraction), or that score over the labelled anomalies' reconstruction distance "
-                        "(val-ratio; needs labelled anomalies); auto (default): val-ratio with labelled anomalies, "
-                        "else last")
-    g.add_argument("--track-test-auroc", dest="track_test_auroc", action="store_true", default=S,
-                   help="log test AUROC per epoch (diagnostics / Fig. 6 only; never used to pick an epoch)")
+    """One flag per option of :data:`agad.config.OPTIONS`, stored under its field name and only when given,
+    so that a recipe or a file can supply the rest."""
+    defaults = TrainConfig().to_dict()
+    groups: dict[str, argparse._ArgumentGroup] = {}
+    for name, opt in OPTIONS.items():
+        if not opt.cli:
+            continue
+        g = groups.get(opt.group) or groups.setdefault(opt.group, p.add_argument_group(opt.group))
+        flag = "--" + name.replace("_", "-")
+        help_ = f"{opt.help} (default: {_show(defaults[name])})"
+        kw: dict[str, Any] = {"dest": name, "default": argparse.SUPPRESS, "help": help_}
+        if opt.kind == "bool":
+            g.add_argument(flag, action=argparse.BooleanOptionalAction, **kw)
+        elif opt.kind == "choice":
+            g.add_argument(flag, choices=opt.choices, **kw)
+        elif opt.kind in ("int", "float"):
+            g.add_argument(flag, type=int if opt.kind == "int" else float, metavar=opt.kind.upper(), **kw)
+        else:
+            g.add_argument(flag, **kw)
+
+
+def _show(value: Any) -> str:
+    return "auto" if value is None else str(value).lower() if isinstance(value, bool) else str(value)
+
+
+def parse_value(key: str, text: str) -> Any:
+    """Parse ``text`` by the type of the TrainConfig field ``key`` (bool, int, float, str, optional, dict as JSON).
+
+    >>> parse_value("ema_decay", "0.999"), parse_value("ca", "no"), parse_value("known_classes", "none")
+    (0.999, False, None)
+    """
+    hints = typing.get_type_hints(TrainConfig)
+    if key not in hints:
+        raise AgadError(f"--set {key}: unknown config field; valid fields are: {', '.join(TrainConfig.field_names())}")
+    tp = hints[key]
+    args = typing.get_args(tp)
+    if type(None) in args:
+        if text.strip().lower() in ("none", "null", ""):
+            return None
+        tp = next(a for a in args if a is not type(None))
+    origin = typing.get_origin(tp) or tp
+    try:
+        if tp is bool:
+            low = text.strip().lower()
+            if low in _TRUE | _FALSE:
+                return low in _TRUE
+            raise ValueError
+        if tp is int:
+            return int(text)
+        if tp is float:
+            return float(text)
+        if origin is dict:
+            value = json.loads(text)
+            if not isinstance(value, dict):
+                raise ValueError
+            return value
+        return text
+    except (ValueError, json.JSONDecodeError):
+        kind = {bool: "true or false", int: "an integer", float: "a number"}.get(tp, "a JSON object")
+        raise AgadError(f"--set {key}={text}: the value must be {kind}") from None
+
+
+def parse_sets(items: list[str] | None) -> dict[str, Any]:
+    """``["ema_decay=0.999", "select-epoch=last"]`` -> ``{"ema_decay": 0.999, "select_epoch": "last"}``."""
+    out: dict[str, Any] = {}
+    for item in items or []:
+        if "=" not in item:
+            raise AgadError(f"--set {item}: expected KEY=VALUE, e.g. --set ema_decay=0.999")
+        key, text = item.split("=", 1)
+        key = key.strip().replace("-", "_")
+        out[key] = parse_value(key, text)
+    return out
+
+
+def read_config_file(path: str | Path) -> dict[str, Any]:
+    """Options from a TOML file (top level, or a ``[train]`` table, not both) or a run's config.json."""
+    path = Path(path)
+    if not path.is_file():
+        raise AgadError(f"config file {path} does not exist; pass a TOML file (or a run's config.json) to --config")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise AgadError(f"config file {path} is not UTF-8 text; save it as UTF-8") from None
+    if path.suffix == ".json":
+        try:
+            raw = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise AgadError(f"config file {path} is not valid JSON ({exc.msg} at line {exc.lineno})") from None
+        if isinstance(raw, dict) and isinstance(raw.get("config"), dict):  # a run directory's config.json
+            raw = raw["config"]
+    else:
+        try:
+            raw = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as exc:
+            raise AgadError(f"config file {path} is not valid TOML: {exc}") from None
+        if isinstance(raw.get("train"), dict):
+            others = sorted(k for k in raw if k != "train")
+            if others:
+                raise AgadError(f"config file {path}: key {others[0]!r} is outside the [train] table, which holds "
+                                "the options; put every key under [train] or drop the table")
+            raw = raw["train"]
+    if not isinstance(raw, dict):
+        raise AgadError(f"config file {path} must hold a table of options")
+    return raw
 
 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
+    """defaults < --recipe < --config FILE < --set KEY=VALUE < flags."""
+    from .recipes import recipe
+
     values: dict[str, Any] = {}
-    config_file = getattr(args, "config", None)
-    if config_file:
-        path = Path(config_file)
-        if not path.is_file():
-            raise AgadError(f"config file {path} does not exist; pass a TOML file to --config")
-        try:
-            raw = tomllib.loads(path.read_text())
-        except tomllib.TOMLDecodeError as exc:
-            raise AgadError(f"config file {path} is not valid TOML: {exc}") from None
-        values.update(raw.get("train", raw) if isinstance(raw.get("train"), dict) else raw)
+    sources = []
+    if getattr(args, "recipe", None):
+        values.update(recipe(args.recipe))
+        sources.append(f"recipe {args.recipe}")
+    if getattr(args, "config", None):
+        values.update(read_config_file(args.config))
+        sources.append(str(args.config))
+    values.update(parse_sets(getattr(args, "set", None)))
     fields = set(TrainConfig.field_names())
     values.update({k: v for k, v in vars(args).items() if k in fields})
-    return TrainConfig.from_dict(values, source=str(config_file) if config_file else "command line")
+    return TrainConfig.from_dict(values, source=", ".join(sources) or "command line")
 
 
-# ------------------------------------------------------------------ commands
+# ------------------------------------------------------------------ training and evaluation
 def cmd_train(args: argparse.Namespace) -> int:
     from .pipeline import train
 
@@ -130,7 +175,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     result = train(cfg, args.out, progress=not args.no_progress, overwrite=args.force,
                    command="agad " + shlex.join(sys.argv[1:]))
     if result.run_dir is not None:
-        print(f"trained in {result.seconds:.1f}s; run written to {result.run_dir}")
+        print(f"trained in {result.fit.seconds:.1f}s; run written to {result.run_dir}")
     return 0
 
 
@@ -157,19 +202,242 @@ def cmd_demo(args: argparse.Namespace) -> int:
           f"{cfg.epochs} epochs, naive backbone")
     result = train(cfg, args.out, progress=not args.no_progress, overwrite=True, command="agad " + shlex.join(sys.argv[1:]))
     m = evaluate(result.run_dir)
-    print(f"test AUROC {100 * m['auroc']:.2f}% (AUPR {100 * m['aupr']:.2f}%), trained in {result.seconds:.1f}s")
+    print(f"test AUROC {100 * m['auroc']:.2f}% (AUPR {100 * m['aupr']:.2f}%), trained in {result.fit.seconds:.1f}s")
     print(f"run directory: {result.run_dir} (reconstructions.png, config.json, weights, scores.csv)")
     return 0
 
 
+# ------------------------------------------------------------------ using a trained model
+def cmd_predict(args: argparse.Namespace) -> int:
+    from .predict import predict_images
+
+    r = predict_images(args.run_dir, args.paths, out=args.out, overlays=args.overlays, batch_size=args.batch_size,
+                       device=args.device, overwrite=args.force)
+    n_anom = int(r.labels.sum())
+    where = f"; overlays in {r.overlays}" if r.overlays is not None else ""
+    print(f"scored {len(r.scores)} images: {n_anom} above the threshold {r.threshold:.4g} (label 1), "
+          f"{len(r.scores) - n_anom} at or below it; scores written to {r.out}{where}")
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from .export import export_model
+
+    out = export_model(args.run_dir, args.out, format=args.format, overwrite=args.force, opset=args.opset)
+    print(f"exported {args.run_dir} as {args.format} to {out} "
+          "(input 'image': float (B, C, S, S) in [-1, 1]; outputs 'reconstruction', 'score')")
+    return 0
+
+
+def cmd_data_fetch(args: argparse.Namespace) -> int:
+    from .data import fetch
+
+    dest = fetch(args.name, args.dest, base_url=args.base_url, progress=not args.no_progress)
+    hint = (f"`agad train --data {args.name}` finds it there" if args.dest is None
+            else f"train on it with `agad train --data {dest}`")
+    print(f"{args.name}: files downloaded and verified in {dest}; {hint}")
+    return 0
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {value}")
+    return value
+
+
+# ------------------------------------------------------------------ experiments
+def _bench_command(args: argparse.Namespace) -> str:
+    """The command as an exact, re-runnable line (also when called through main(argv))."""
+    parts = ["agad", "bench", args.bench_table, "--data", args.data]
+    for flag, value in (("--classes", args.classes), ("--seeds", args.seeds), ("--gammas", args.gammas),
+                        ("--backbone", args.backbone)):
+        if value is not None:
+            parts += [flag, *map(str, value)]
+    for flag, value in (("--recipe", args.recipe), ("--method", args.method), ("--epochs", args.epochs),
+                        ("--jobs", args.jobs), ("--time-budget", args.time_budget),
+                        ("--run-timeout", args.run_timeout), ("--paper-dataset", args.paper_dataset)):
+        if value is not None:
+            parts += [flag, str(value)]
+    for item in args.set or []:
+        parts += ["--set", item]
+    parts += [flag for flag, on in (("--keep-weights", args.keep_weights), ("--table-only", args.table_only),
+                                    ("--in-process", args.in_process)) if on]
+    parts += ["--out", args.out]
+    return shlex.join(parts)
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from .experiments.bench import bench
+    from .recipes import recipe
+
+    overrides = {**(recipe(args.recipe) if args.recipe else {}), **parse_sets(args.set)}
+    r = bench(args.bench_table, args.data, args.out, classes=args.classes, seeds=args.seeds, gammas=args.gammas,
+              backbone=args.backbone, method=args.method, epochs=args.epochs, overrides=overrides,
+              jobs=args.jobs, time_budget_s=args.time_budget, run_timeout_s=args.run_timeout,
+              keep_weights=args.keep_weights, table_only=args.table_only, in_process=args.in_process,
+              paper_dataset=args.paper_dataset, command=_bench_command(args))
+    failed = sum(x["status"] == "failed" for x in r["results"])
+    print(f"{args.bench_table}: {r['markdown']} and {r['csv']} rebuilt from the run artefacts"
+          + (f"; {failed} run(s) failed, see {Path(args.out) / 'failures.jsonl'}" if failed else ""))
+    return 0
+
+
+def cmd_archive(args: argparse.Namespace) -> int:
+    from .experiments.archive import archive_runs
+
+    n = archive_runs(args.out, args.to)
+    print(f"archive: {n['copied']} run(s) copied to {args.to}, {n['unchanged']} already there"
+          + (f", {n['skipped']} skipped (no config.json)" if n["skipped"] else ""))
+    return 0
+
+
+def cmd_plan(args: argparse.Namespace) -> int:
+    from .experiments.plans import load_plan, run_plan
+
+    plan = load_plan(args.plan)
+    table = run_plan(plan, workers=args.workers, table_only=args.table_only, keep_weights=args.keep_weights)
+    print(f"{args.plan}: table rebuilt from the archive: {table}")
+    return 0
+
+
+def cmd_figures(args: argparse.Namespace) -> int:
+    from .experiments import figures as F
+
+    where = parse_sets(args.where) if getattr(args, "where", None) else None
+    runs = F.expand_runs(args.runs)
+    if args.figure == "recon":
+        out = F.recon_figure(runs, args.out, per_group=args.per_group, device=args.device)
+    elif args.figure == "boxplot":
+        out = F.score_boxplot(runs, args.out, gammas=args.gammas, where=where)
+    elif args.figure == "auroc-curves":
+        out = F.auroc_curves(runs, args.out, where=where)
+    else:
+        out = F.loss_curves(runs, args.out, terms=args.terms, where=where)
+    print(f"figure written to {out}")
+    return 0
+
+
+TABLE_HELP = {
+    "table1": "per-class AUROC at gamma 0 (paper Table 1)",
+    "table2": "limited supervision, gamma 0/.01/.05/.1/.2 (Table 2)",
+    "table3": "real-world folder dataset, 128x128, gamma 0/.01/.03/.05/.1, with and without C.A. (Table 3)",
+    "table4": "C.A. ablation: with and without, gamma 0/.01/.03/.05/.1, UNet (Table 4)",
+    "table5": "BN ablation: advprop x freeze_bn_anomalies over gammas (Table 5)",
+    "table9": "backbones naive / unet / unetpp at gamma 0 (Table 9)",
+    "baselines": "AGAD with and without C.A., GANomaly, Skip-GANomaly at gamma 0",
+}
+PAPER_DATASETS = ("mnist", "fashion-mnist", "cifar10", "cifar100", "alzheimer", "chest-xray", "lung", "oct")
+
+
+def _add_recipe_and_set(p: argparse.ArgumentParser) -> None:
+    from .recipes import RECIPES
+
+    p.add_argument("--recipe", choices=RECIPES, default=None,
+                   help="a named recipe (src/agad/recipes/NAME.toml) under everything else")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE",
+                   help="any TrainConfig field, e.g. --set ema_decay=0.999 (repeatable)")
+
+
+def _add_bench_args(p: argparse.ArgumentParser, table: str) -> None:
+    p.add_argument("--data", required=True,
+                   help="dataset name or folder" + (" with normal/ and abnormal/" if table == "table3" else ""))
+    p.add_argument("--classes", type=int, nargs="+", default=None, help="normal classes (default: all)")
+    p.add_argument("--seeds", type=int, nargs="+", default=None, help="seeds (default: 0); seed-major order")
+    p.add_argument("--gammas", type=float, nargs="+", default=None, help="override the table's gammas")
+    p.add_argument("--backbone", nargs="+", choices=BACKBONES, default=None,
+                   help="generator backbone(s); several make an extra row axis")
+    p.add_argument("--method", choices=METHODS, default=None, help="agad (default), a baseline or a reference")
+    p.add_argument("--epochs", type=int, default=None, help="training budget per run (default: the config's)")
+    p.add_argument("--jobs", type=int, default=2, help="runs at a time, each in its own process (default 2)")
+    _add_recipe_and_set(p)
+    p.add_argument("--time-budget", dest="time_budget", type=float, default=None, metavar="SECONDS",
+                   help="launch no new run after this many seconds (runs in flight finish)")
+    p.add_argument("--run-timeout", dest="run_timeout", type=float, default=None, metavar="SECONDS",
+                   help="kill (and record as failed) a single run that takes longer")
+    p.add_argument("--keep-weights", action="store_true", help="keep *.safetensors (needed for `agad figures recon`)")
+    p.add_argument("--table-only", action="store_true", help="run nothing; rebuild the table from what exists")
+    p.add_argument("--paper-dataset", choices=PAPER_DATASETS, default=None,
+                   help="which of the paper's datasets to compare with (default: guessed from --data)")
+    p.add_argument("--in-process", action="store_true",
+                   help="train in this process (debugging; a crash stops the grid)")
+    p.add_argument("--out", required=True, help="grid folder: runs, failures.jsonl, TABLE.md and TABLE.csv")
+
+
+def _add_bench(sub) -> None:
+    from .experiments.grid import TABLES
+
+    bench = sub.add_parser("bench", help="reproduce a paper table: run its grid (resumable), rebuild the table",
+                           description="Run the grid of one paper table (skipping complete runs), then rebuild "
+                                       "OUT/TABLE.md and OUT/TABLE.csv from the run artefacts.")
+    bsub = bench.add_subparsers(dest="bench_command", metavar="TABLE", parser_class=ArgumentParser)
+    bsub.required = True
+    for table in TABLES:
+        p = bsub.add_parser(table, help=TABLE_HELP[table], description=TABLE_HELP[table])
+        _add_bench_args(p, table)
+        p.set_defaults(func=cmd_bench, bench_table=table)
+    help_ = "run an experiment plan (plans/*.toml): its grid (resumable), the archive in docs/runs, the table"
+    p = bsub.add_parser("run", help=help_, description=help_)
+    p.add_argument("plan", help="a plan file, e.g. plans/fmnist-table1.toml")
+    p.add_argument("--workers", type=_positive_int, default=2, help="runs at a time (default 2)")
+    p.add_argument("--table-only", action="store_true", help="train nothing; rebuild the table from the archive")
+    p.add_argument("--keep-weights", action="store_true", help="keep *.safetensors in the grid folder")
+    p.set_defaults(func=cmd_plan)
+    help_ = ("copy what the tables are built from (config.json, history.jsonl, metrics.json of each complete run) "
+             "to a small folder that can be committed; `--table-only --out ARCHIVE` rebuilds the tables from it")
+    p = bsub.add_parser("archive", help=help_, description=help_)
+    p.add_argument("--out", required=True, help="the grid folder (an `agad bench ... --out` folder)")
+    p.add_argument("--to", required=True, help="the archive folder (same layout; created if missing)")
+    p.set_defaults(func=cmd_archive)
+
+
+def _add_figures(sub) -> None:
+    figs = sub.add_parser("figures", help="paper figures from run directories",
+                          description="Draw the paper's figures from saved runs (PNG).")
+    fsub = figs.add_subparsers(dest="figure", metavar="FIGURE", parser_class=ArgumentParser)
+    fsub.required = True
+
+    def fig_parser(name: str, help_: str, runs_help: str) -> argparse.ArgumentParser:
+        p = fsub.add_parser(name, help=help_, description=help_)
+        p.add_argument("runs", nargs="+", help=runs_help)
+        p.add_argument("--out", required=True, help="PNG file to write")
+        p.set_defaults(func=cmd_figures)
+        return p
+
+    p = fig_parser("recon", "Fig. 2: inputs and reconstructions of 8 normal and 8 anomalous test images",
+                   "run directories with weights, e.g. an AGAD run then a GANomaly run on the same class")
+    p.add_argument("--per-group", type=int, default=8, help="images per group (default 8)")
+    p.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
+    where_help = "keep only runs whose config has KEY=VALUE (repeatable)"
+    p = fig_parser("boxplot", "Fig. 4: class-wise normal vs anomalous scores after Tukey's fences, one panel per gamma",
+                   "run directories, or folders holding them")
+    p.add_argument("--gammas", type=float, nargs="+", default=None, help="panels to draw, e.g. 0.05 0.2")
+    p.add_argument("--where", action="append", metavar="KEY=VALUE", help=where_help)
+    p = fig_parser("auroc-curves", "Fig. 6: test AUROC per epoch per class, one panel per backbone (diagnostic only)",
+                   "runs trained with --set track_test_auroc=true")
+    p.add_argument("--where", action="append", metavar="KEY=VALUE", help=where_help)
+    p = fig_parser("losses", "every loss term per epoch, one line per run", "run directories, or folders holding them")
+    p.add_argument("--terms", nargs="+", default=None,
+                   help="loss terms (default G/adv G/con G/adcon G/lat D/total ...)")
+    p.add_argument("--where", action="append", metavar="KEY=VALUE", help=where_help)
+
+
 def build_parser() -> ArgumentParser:
+    from .data import FETCHABLE
+    from .export import FORMATS, ONNX_OPSET
+
     parser = ArgumentParser(prog="agad", description="AGAD: adversarial generative anomaly detection for images.")
+    parser.add_argument("--version", action="version", version=f"agad {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=ArgumentParser)
     sub.required = True
 
     p = sub.add_parser("train", help="train a model on one normal class", description="Train AGAD (Algorithm 1).")
     add_config_flags(p)
-    p.add_argument("--config", help="TOML file of config values (flags override it)")
+    _add_recipe_and_set(p)
+    p.add_argument("--config", help="TOML file of options, or a run's config.json (flags override it)")
     p.add_argument("--out", required=True, help="run directory to create")
     p.add_argument("--force", action="store_true", help="replace --out if it exists")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -189,23 +457,70 @@ def build_parser() -> ArgumentParser:
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=cmd_demo)
 
-    for register in _extensions():
-        register(sub)
+    p = sub.add_parser(
+        "predict", help="score image files or folders with a trained model",
+        description="Score images with a trained model. PATH may be image files or folders (searched recursively "
+                    "for png/jpg/jpeg/bmp/tif/tiff). Images are converted to the model's channels and resized to "
+                    "its input size. Writes a CSV with columns path, score, label (1 if score > the threshold "
+                    "stored with the model).",
+    )
+    p.add_argument("run_dir", help="run directory from `agad train` or AGAD.save")
+    p.add_argument("paths", nargs="+", metavar="PATH", help="image files or folders")
+    p.add_argument("--out", required=True, help="CSV file to write")
+    p.add_argument("--overlays", metavar="DIR", help="also write one PNG per image: input, reconstruction, residual")
+    p.add_argument("--batch-size", dest="batch_size", type=_positive_int, help="images per batch (default: the run's)")
+    p.add_argument("--device", choices=DEVICES, help="default: the model's setting")
+    p.add_argument("--force", action="store_true", help="replace --out if it exists")
+    p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser(
+        "export", help="export a trained model to ONNX or TorchScript",
+        description="Export the model as a module mapping 'image' (float (B, C, S, S) in [-1, 1]) to "
+                    "'reconstruction' and 'score' (||x - G(x)||_2); the batch axis is dynamic.",
+    )
+    p.add_argument("run_dir", help="run directory from `agad train` or AGAD.save")
+    p.add_argument("--format", choices=FORMATS, required=True)
+    p.add_argument("--out", required=True, help="file to write (e.g. model.onnx or model.pt)")
+    p.add_argument("--opset", type=_positive_int, default=ONNX_OPSET, help=f"ONNX opset (default {ONNX_OPSET})")
+    p.add_argument("--force", action="store_true", help="replace --out if it exists")
+    p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("data", help="download datasets", description="Dataset utilities.")
+    data_sub = p.add_subparsers(dest="data_command", metavar="ACTION", parser_class=ArgumentParser)
+    data_sub.required = True
+    f = data_sub.add_parser(
+        "fetch", help="download a dataset's official files (resumable, checksum-verified)",
+        description="Download a dataset where `agad train --data NAME` looks for it "
+                    "($AGAD_DATA_DIR/NAME or ~/.cache/agad/NAME) or into --dest.",
+    )
+    f.add_argument("name", choices=FETCHABLE, metavar="NAME", help=f"one of {', '.join(FETCHABLE)}")
+    f.add_argument("--dest", metavar="DIR", help="folder to put the files in")
+    f.add_argument("--base-url", dest="base_url", metavar="URL", help="a mirror that serves the same file names")
+    f.add_argument("--no-progress", action="store_true", help="no progress bar")
+    f.set_defaults(func=cmd_data_fetch)
+
+    _add_bench(sub)
+    _add_figures(sub)
     return parser
 
 
-def _extensions():
-    """Sub-commands that live beside their code (models, bench, figures, predict, export, data)."""
-    regs = []
-    for mod in ("agad.experiments.cli", "agad.experiments.perf_cli", "agad.product_cli"):
-        try:
-            module = __import__(mod, fromlist=["register"])
-        except ModuleNotFoundError as exc:
-            if exc.name == mod:
-                continue
-            raise
-        regs.append(module.register)
-    return regs
+def _os_error_line(exc: OSError) -> str:
+    """One line naming the path and what to do, for any OSError."""
+    where = f" {exc.filename}" if exc.filename else ""
+    hints = {
+        errno.ENOSPC: "the disk is full: free space or choose another --out",
+        errno.EROFS: "the file system is read-only: choose another --out",
+        errno.EACCES: "permission denied: choose a path you can write, or fix its permissions",
+        errno.EPERM: "operation not permitted: choose a path you can write, or fix its permissions",
+        errno.ENAMETOOLONG: "the name is too long: choose a shorter path",
+        errno.ENOTDIR: "a part of the path is a file, not a folder: choose another path",
+        errno.EISDIR: "the path is a folder where a file is expected: give a file name",
+        errno.ENOENT: "no such file or folder: check the path",
+        errno.ELOOP: "too many symbolic links (a loop?): check the path",
+        errno.EEXIST: "it already exists: choose another path or pass --force",
+    }
+    hint = hints.get(exc.errno or -1, exc.strerror or type(exc).__name__)
+    return f"{exc.strerror or type(exc).__name__}:{where}: {hint}" if exc.strerror else f"{exc}{where}"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -213,11 +528,16 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return int(args.func(args) or 0)
-    except (AgadError, FileNotFoundError, NotADirectoryError, IsADirectoryError, PermissionError) as exc:
+    except AgadError as exc:
         msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        if isinstance(exc, OSError) and exc.filename and str(exc.filename) not in msg:
-            msg = f"{msg}: {exc.filename}"
         print(f"agad: error: {msg}", file=sys.stderr)
+        return EXIT_USAGE
+    except OSError as exc:
+        print(f"agad: error: {_os_error_line(exc)}", file=sys.stderr)
+        return EXIT_USAGE
+    except MemoryError:
+        print("agad: error: out of memory; use a smaller --image-size, --batch-size or --eval-batch-size",
+              file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
         print("agad: interrupted; nothing half-written was kept", file=sys.stderr)

@@ -1,9 +1,16 @@
 """The one place that says how an AGAD run is set up.
 
-Every field has a default and a short *why*. A config is plain data: it can be
-written to JSON next to a run, read back, overridden from a TOML file and from
-the command line, and it fully describes how to rebuild the run's data and
-networks (no outside state needed).
+:class:`TrainConfig` holds every option of a run, each with its default and a
+short *why*. :data:`OPTIONS` is the one table of what each option allows: it
+drives validation (:meth:`TrainConfig.validate`), the ``agad train`` and
+``agad bench`` flags (:func:`agad.cli.add_config_flags`), the parameters of the
+estimator (:class:`agad.AGAD`) and a test over every option. Options marked
+``runtime`` (device, precision, threads...) change how fast a run goes, not
+what it computes, and are not part of a run's identity.
+
+A config is plain data: it is written to JSON beside a run, read back,
+overridden by a recipe, a TOML file and command-line flags, and it fully
+describes how to rebuild the run's data and networks.
 
 >>> cfg = TrainConfig(normal_class=3, epochs=2)
 >>> TrainConfig.from_dict(cfg.to_dict()) == cfg
@@ -20,24 +27,40 @@ from typing import Any
 from .errors import AgadError
 
 BACKBONES = ("naive", "unet", "unetpp")
-METHODS = ("agad", "ganomaly", "skip-ganomaly")
+# Every method of the harness (agad.methods holds how each builds, trains and scores) and what it does with
+# labelled anomalies: "uses" them when there are any, "ignores" them (semi-supervised baselines: gamma must
+# be 0) or "needs" them (supervised references: gamma must be > 0).
+METHOD_LABELS = {"agad": "uses", "ganomaly": "ignores", "skip-ganomaly": "ignores", "logreg": "needs", "cnn": "needs",
+                 "deep-sad": "uses"}
+METHODS = tuple(METHOD_LABELS)
 BASELINE_BACKBONES = {"ganomaly": "naive", "skip-ganomaly": "unet"}  # fixed by the method: what each really builds
 UNET_STYLES = ("auto", "zhou", "pix2pix")  # agad.nets.unet; auto: pix2pix for Skip-GANomaly, zhou otherwise
 PROTOCOLS = ("one-vs-rest", "one-anomalous")
 ANOMALY_DISTANCES = ("input", "pseudo")
-ADCON_FORMS = ("linear", "reciprocal", "bounded")
 SELECT_EPOCHS = ("auto", "last", "val-recon", "val-ratio")
 SCORING_BNS = ("running", "recomputed")
 HELD_OUT_RULES = ("val-recon", "val-ratio")  # epoch rules that score held-out normal training images
-LR_SCHEDULES = ("constant", "cosine")
 AUTO_VAL_FRACTION = 0.1  # held out when labelled anomalies make the default val-ratio (docs/STABILITY.md)
 PRECISIONS = ("auto", "fp32", "bf16")
 DEVICES = ("auto", "cpu", "cuda")
 
+# Options that lost their selection. A run record written before they went still loads when it used the
+# value below (the behaviour that remains); any other value names the option. docs/DECISIONS.md says what
+# each was and why it went.
+REMOVED_OPTIONS: dict[str, Any] = {
+    "detach_pseudo": False,
+    "adcon_form": "linear",
+    "adcon_margin": 0.5,
+    "adcon_warmup_epochs": 0.0,
+    "grad_clip": 0.0,
+    "anomaly_margin": 0.0,
+    "lr_schedule": "constant",
+}
+
 
 @dataclass
 class TrainConfig:
-    # --- data and protocol (SPEC §5) ---
+    # --- data and protocol ---
     data: str = "mnist-sample"  # dataset name or a directory
     normal_class: int = 0  # the class treated as normal (or as the anomaly with protocol one-anomalous)
     gamma: float = 0.0  # fraction of labelled anomalies among training images, in [0, 1)
@@ -45,69 +68,60 @@ class TrainConfig:
     protocol: str = "one-vs-rest"  # the paper's text; "one-anomalous" is GANomaly's / the Fig. 2 caption
     image_size: int | None = None  # None: the dataset's default (32 for MNIST-like and CIFAR, 128 for folders)
 
-    # --- model (SPEC §2) ---
+    # --- model ---
     method: str = "agad"  # agad, or a baseline in the same harness
     backbone: str = "naive"  # naive | unet | unetpp
     # the U-Net: "zhou" (Zhou et al.'s plain U-Net, the paper's 7.76M parameters; AGAD's unet backbone) or
     # "pix2pix" (Skip-GANomaly's own generator, 16.65M). "auto": pix2pix for method skip-ganomaly, else zhou
     unet_style: str = "auto"
 
-    # --- optimisation (SPEC §4) ---
+    # --- optimisation ---
     epochs: int = 15  # the paper gives none; GANomaly uses 15. Fixed, never chosen on test data.
     batch_size: int = 64  # normal images per step (paper: 256 in all). 64 gives 4x more updates per epoch
     #                       at the same per-image cost; labelled anomalies come on top of these
     lr: float = 2e-4  # Adam, as in GANomaly
-    # constant (GANomaly, the paper) or cosine: G's and D's learning rate falls per step from lr to 0 at the
-    # end of the budget (issue 7 probe: damp the late-epoch swings)
-    lr_schedule: str = "constant"
     beta1: float = 0.5
     beta2: float = 0.999
     min_anomalies_per_batch: int = 32  # Algorithm 1: every mini-batch holds at least 32 labelled anomalies when gamma > 0
 
-    # --- loss weights (SPEC §3) ---
+    # --- loss (paper eqs. 5-11) ---
     w_adv: float = 1.0
     w_con: float = 50.0
     w_adcon: float = 15.0
     w_lat: float = 5.0
     ca: bool = True  # contextual adversarial term on normal images; False is the paper's "w/o C.A." ablation
-    anomaly_distance: str = "input"  # d_a = |x - G(x)| ("input", SPEC decision) or |x̂ - G(x̂)| ("pseudo", literal Algorithm 1)
+    anomaly_distance: str = "input"  # d_a = |x - G(x)| ("input") or |x̂ - G(x̂)| ("pseudo", Algorithm 1 read literally)
     eps: float = 1e-3  # keeps the reciprocal terms finite
     delta: float = 1e-5  # re-initialise D when its loss falls below this (GANomaly's trick)
 
-    # --- batch-norm switches (paper Table 5) ---
-    advprop: bool = True  # auxiliary BN for the pseudo-anomaly pass G(x̂) (default since session 2, see below)
+    # --- batch norm (paper Table 5, and the statistics that score) ---
+    # auxiliary BN for the pseudo-anomaly pass G(x̂): its statistics never score (chosen on validation data,
+    # docs/STABILITY.md; False is the paper's shared BN)
+    advprop: bool = True
     freeze_bn_anomalies: bool = False  # BN neither updates statistics nor trains affine params on labelled anomalies
     # False: labelled anomalies are normalised with their own batch statistics but do not update the running
-    # statistics, which then describe normal images only (issue 7, session 6; True is the paper: shared BN)
+    # statistics, which then describe normal images only (True is the paper: shared BN)
     track_bn_anomalies: bool = True
-    # the same for the pseudo-anomaly pass G(x̂) when it runs through the main BN (advprop=False); with AdvProp
-    # it runs through the auxiliary BN, whose statistics never score
-    track_bn_pseudo: bool = True
+    track_bn_pseudo: bool = True  # the same for the pseudo-anomaly pass when it runs through the main BN
     # which BN statistics score images: "running" (the averages kept during training, as the paper) or
-    # "recomputed": after each epoch, on a copy of the scoring generator, the plain averages of one training-
-    # mode pass over the normal training images and one over the labelled anomalies, mixed (1 - w) : w with
-    # w = scoring_bn_anomaly_weight (w has no effect without labelled anomalies). Training is unchanged
-    # (issue 7, session 7; docs/STABILITY.md)
+    # "recomputed" after each epoch from one pass over the normal training images and one over the labelled
+    # anomalies, mixed (1 - w) : w with w = scoring_bn_anomaly_weight. Training is unchanged.
     scoring_bn: str = "running"
     scoring_bn_anomaly_weight: float = 0.25
+    ema_decay: float = 0.995  # > 0: score with an exponential moving average of G (0 = off, the paper)
 
-    # --- stability options (issue 7) ---
-    # Defaults chosen on validation data carved from *training* images (docs/STABILITY.md): AdvProp's
-    # auxiliary BN for the pseudo-anomaly pass and scoring with an EMA of G. The paper-literal recipe is
-    # advprop=False, ema_decay=0.
-    detach_pseudo: bool = False  # feed x̂.detach() to the pseudo-anomaly pass: no gradient through the first pass
-    adcon_form: str = "linear"  # linear: -|x̂ - G(x̂)| (paper); reciprocal: 1/(|.|+eps); bounded: -min(|.|, margin)
-    adcon_margin: float = 0.5  # only for adcon_form="bounded": distance beyond which no more push
-    adcon_warmup_epochs: float = 0.0  # λadcon ramps linearly from 0 over this many epochs
-    ema_decay: float = 0.995  # > 0: keep an exponential moving average of G and score with it (0 = off)
-    grad_clip: float = 0.0  # > 0: clip G's gradient norm
-    # > 0: the labelled-anomaly push stops, per image, once d_a (and the latent distance) exceed this
-    # many times the same batch's normal value (|x - x̂| and the normals' latent loss; with
-    # anomaly_distance="pseudo" d_a is |x̂ - G(x̂)|, still measured against the normals' |x - x̂|);
-    # 0 = unbounded, as the paper
-    anomaly_margin: float = 0.0
+    # --- epoch selection (training data only, never test data) ---
+    # > 0: hold out this fraction of normal *training* images (+ as many other-class training images as
+    # anomalies) for validation. None: AUTO_VAL_FRACTION with labelled anomalies (gamma > 0), else 0
+    val_fraction: float | None = None
+    # which epoch's weights to keep: "last"; "val-recon": the lowest mean score of the held-out normal images;
+    # "val-ratio" (needs gamma > 0): that score divided by the labelled anomalies' reconstruction distance, so
+    # a generator that drifts toward reconstructing everything does not look best. "auto": val-ratio with
+    # labelled anomalies, where late collapses happen, else last (docs/STABILITY.md)
+    select_epoch: str = "auto"
+    track_test_auroc: bool = False  # diagnostics only (paper Fig. 6): logged per epoch, never used to pick anything
 
-    # --- runtime ---
+    # --- runtime: how fast, not what ---
     seed: int = 0
     device: str = "auto"  # auto picks CUDA when present
     precision: str = "auto"  # auto: bf16 autocast where the CPU/GPU supports it fast, else fp32
@@ -115,82 +129,20 @@ class TrainConfig:
     compile: bool = False  # torch.compile the networks (helps on GPU; slow to start)
     num_threads: int = 0  # 0: leave PyTorch's default
     eval_batch_size: int = 256
-    # > 0: hold out this fraction of normal *training* images (+ as many other-class training images as
-    # anomalies) to measure validation AUROC per epoch; never test data. None: AUTO_VAL_FRACTION when there are
-    # labelled anomalies (gamma > 0), else 0 -- see resolved()
-    val_fraction: float | None = None
-    track_test_auroc: bool = False  # diagnostics only (Fig. 6): logged per epoch, never used to pick anything
-    # which epoch's (EMA) weights to keep: "last" (fixed budget), or "val-recon": the epoch with the lowest
-    # mean score of the held-out normal *training* images (needs val_fraction > 0; no anomaly label used), or
-    # "val-ratio" (needs gamma > 0): the lowest held-out normal score divided by the labelled anomalies' mean
-    # reconstruction distance that epoch -- val-recon guarded against a generator that drifts toward
-    # reconstructing everything, anomalies included. "auto": with labelled anomalies (gamma > 0), where late
-    # collapses happen, val-ratio (session 5; val-recon in sessions 3-4), else last (docs/STABILITY.md)
-    select_epoch: str = "auto"
 
     extra: dict[str, Any] = field(default_factory=dict)  # free-form notes recorded with the run
 
     def __post_init__(self) -> None:
         self.validate()
 
-    # -- validation: one line naming the field, the allowed values and what was given
     def validate(self) -> None:
-        def choice(name: str, allowed: tuple[str, ...]) -> None:
-            value = getattr(self, name)
-            if value not in allowed:
-                raise AgadError(f"The '{name}' parameter must be one of {', '.join(allowed)}. Got {value!r} instead.")
-
-        def number(name: str, lo: float, hi: float, *, lo_open=False, hi_open=False, integer=False) -> None:
-            value = getattr(self, name)
-            ok_type = isinstance(value, int) if integer else isinstance(value, (int, float))
-            if isinstance(value, bool) or not ok_type or (not integer and not math.isfinite(value)):
-                kind = "an integer" if integer else "a number"
-                raise AgadError(f"The '{name}' parameter must be {kind}. Got {value!r} instead.")
-            bad = (value <= lo if lo_open else value < lo) or (value >= hi if hi_open else value > hi)
-            if bad:
-                lb = "(" if lo_open else "["
-                rb = ")" if hi_open else "]"
-                raise AgadError(f"The '{name}' parameter must be in {lb}{lo}, {hi}{rb}. Got {value!r} instead.")
-
-        if not isinstance(self.data, str) or not self.data:
-            raise AgadError(f"The 'data' parameter must be a dataset name or a directory. Got {self.data!r} instead.")
-        for flag in ("ca", "advprop", "freeze_bn_anomalies", "track_bn_anomalies", "track_bn_pseudo", "detach_pseudo",
-                     "channels_last", "compile", "track_test_auroc"):
-            if not isinstance(getattr(self, flag), bool):
-                raise AgadError(f"The '{flag}' parameter must be true or false. Got {getattr(self, flag)!r} instead.")
-        choice("method", METHODS)
-        choice("backbone", BACKBONES)
-        choice("unet_style", UNET_STYLES)
+        """Check every option against :data:`OPTIONS`, then the rules that tie options together."""
+        for name, opt in OPTIONS.items():
+            opt.check(name, getattr(self, name))
         if self.unet_style != "auto" and not self.uses_unet():
             raise AgadError(f"unet_style {self.unet_style!r} sets the U-Net of the unet backbone or of "
                             f"Skip-GANomaly; this run has none (method {self.method}, backbone {self.backbone}): "
                             "drop unet_style or use --backbone unet")
-        choice("protocol", PROTOCOLS)
-        choice("anomaly_distance", ANOMALY_DISTANCES)
-        choice("adcon_form", ADCON_FORMS)
-        choice("precision", PRECISIONS)
-        choice("device", DEVICES)
-        number("gamma", 0, 1, hi_open=True)
-        number("normal_class", 0, 10_000, integer=True)
-        number("epochs", 1, 100_000, integer=True)
-        number("batch_size", 2, 1 << 20, integer=True)
-        number("eval_batch_size", 1, 1 << 20, integer=True)
-        number("min_anomalies_per_batch", 1, 1 << 20, integer=True)
-        number("lr", 0, 1, lo_open=True)
-        number("beta1", 0, 1, hi_open=True)
-        number("beta2", 0, 1, hi_open=True)
-        for w in ("w_adv", "w_con", "w_adcon", "w_lat", "delta", "adcon_warmup_epochs", "grad_clip",
-                  "anomaly_margin"):
-            number(w, 0, math.inf, hi_open=True)
-        number("eps", 0, 1, lo_open=True)
-        number("adcon_margin", 0, math.inf, lo_open=True, hi_open=True)
-        number("ema_decay", 0, 1, hi_open=True)
-        if self.val_fraction is not None:
-            number("val_fraction", 0, 1, hi_open=True)
-        choice("select_epoch", SELECT_EPOCHS)
-        choice("scoring_bn", SCORING_BNS)
-        number("scoring_bn_anomaly_weight", 0, 1)
-        choice("lr_schedule", LR_SCHEDULES)
         if self.select_epoch == "val-ratio" and self.gamma <= 0:
             raise AgadError("select_epoch 'val-ratio' weighs the held-out normal score against the labelled "
                             "anomalies' reconstruction distance: it needs labelled anomalies (gamma > 0); "
@@ -198,17 +150,7 @@ class TrainConfig:
         if self.select_epoch in HELD_OUT_RULES and self.resolved_val_fraction() <= 0:
             raise AgadError(f"select_epoch '{self.select_epoch}' scores held-out normal training images: "
                             "set val_fraction > 0 (e.g. --val-fraction 0.1)")
-        number("seed", 0, 2**32 - 1, integer=True)
-        number("num_threads", 0, 4096, integer=True)
-        if self.method != "agad" and self.gamma > 0:
-            raise AgadError(
-                f"method {self.method} is semi-supervised and ignores labelled anomalies; use gamma 0 "
-                f"(got {self.gamma}) or method agad"
-            )
-        if self.known_classes is not None:
-            number("known_classes", 1, 10_000, integer=True)
-        if self.image_size is not None:
-            number("image_size", 16, 1024, integer=True)
+        check_labels(self.method, self.gamma)
 
     # -- (de)serialisation
     def to_dict(self) -> dict[str, Any]:
@@ -220,7 +162,23 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, values: dict[str, Any], *, source: str = "config") -> "TrainConfig":
-        """Build a config, rejecting keys it does not know (a typo must not pass silently)."""
+        """Build a config, rejecting keys it does not know (a typo must not pass silently).
+
+        Keys of :data:`REMOVED_OPTIONS` are accepted at the value that remains the behaviour, so records
+        written before an option went still load:
+
+        >>> TrainConfig.from_dict({"epochs": 2, "grad_clip": 0.0}).epochs
+        2
+        """
+        if not isinstance(values, dict):
+            raise AgadError(f"{source}: the config must be a table of options, got {type(values).__name__}")
+        values = dict(values)
+        for name, kept in REMOVED_OPTIONS.items():
+            if name in values:
+                value = values.pop(name)
+                if value != kept:
+                    raise AgadError(f"{source}: option {name!r} = {value!r} was removed (only {kept!r}, today's "
+                                    "behaviour, remains; docs/DECISIONS.md says why); drop the key")
         known = set(cls.field_names())
         unknown = sorted(set(values) - known)
         if unknown:
@@ -278,3 +236,168 @@ class TrainConfig:
         backbone = BASELINE_BACKBONES.get(self.method, self.backbone)  # a baseline's --backbone changes nothing
         return dataclasses.replace(self, val_fraction=val_fraction, select_epoch=select, unet_style=unet_style,
                                    backbone=backbone)
+
+
+def check_labels(method: str, gamma: float) -> None:
+    """One line when ``method`` cannot train with (or without) labelled anomalies.
+
+    >>> check_labels("logreg", 0.0)
+    Traceback (most recent call last):
+    ...
+    agad.errors.AgadError: method logreg is a supervised reference: it needs labelled anomalies (gamma > 0, or y with 1s); use method agad or deep-sad without them
+    """
+    rule = METHOD_LABELS[method]
+    if rule == "ignores" and gamma > 0:
+        raise AgadError(f"method {method} is semi-supervised and ignores labelled anomalies; use gamma 0 "
+                        f"(got {gamma}) or method agad")
+    if rule == "needs" and gamma <= 0:
+        raise AgadError(f"method {method} is a supervised reference: it needs labelled anomalies "
+                        "(gamma > 0, or y with 1s); use method agad or deep-sad without them")
+
+
+# ---------------------------------------------------------------------------------------------- the table
+@dataclass(frozen=True)
+class Option:
+    """What one option allows, and where it shows.
+
+    ``kind`` is bool, int, float, choice, str or dict; ``lo``/``hi`` bound numbers (open ends with
+    ``lo_open``/``hi_open``); ``optional`` allows None. ``runtime`` options are not part of a run's
+    identity; ``estimator`` ones are parameters of :class:`agad.AGAD`; ``cli`` ones are flags.
+    """
+
+    kind: str
+    help: str
+    group: str
+    choices: tuple[str, ...] = ()
+    lo: float = -math.inf
+    hi: float = math.inf
+    lo_open: bool = False
+    hi_open: bool = False
+    optional: bool = False
+    runtime: bool = False
+    estimator: bool = True
+    cli: bool = True
+
+    def check(self, name: str, value: Any) -> None:
+        """Raise one line naming the option, what it allows and what it got."""
+        if value is None and self.optional:
+            return
+        if self.kind == "bool":
+            if not isinstance(value, bool):
+                raise AgadError(f"The '{name}' parameter must be true or false. Got {value!r} instead.")
+            return
+        if self.kind == "choice":
+            if value not in self.choices:
+                raise AgadError(f"The '{name}' parameter must be one of {', '.join(self.choices)}. "
+                                f"Got {value!r} instead.")
+            return
+        if self.kind == "str":
+            if not isinstance(value, str) or not value:
+                raise AgadError(f"The '{name}' parameter must be a non-empty string. Got {value!r} instead.")
+            return
+        if self.kind == "dict":
+            if not isinstance(value, dict):
+                raise AgadError(f"The '{name}' parameter must be a table. Got {value!r} instead.")
+            return
+        integer = self.kind == "int"
+        ok_type = isinstance(value, int) if integer else isinstance(value, (int, float))
+        if isinstance(value, bool) or not ok_type or (not integer and not math.isfinite(value)):
+            what = "an integer" if integer else "a number"
+            raise AgadError(f"The '{name}' parameter must be {what}. Got {value!r} instead.")
+        if (value <= self.lo if self.lo_open else value < self.lo) or (value >= self.hi if self.hi_open
+                                                                       else value > self.hi):
+            raise AgadError(f"The '{name}' parameter must be in {self.range_text()}. Got {value!r} instead.")
+
+    def range_text(self) -> str:
+        def num(v: float) -> str:
+            return "inf" if v == math.inf else f"{v:g}" if isinstance(v, float) else str(v)
+
+        return f"{'(' if self.lo_open else '['}{num(self.lo)}, {num(self.hi)}{')' if self.hi_open else ']'}"
+
+
+def _o(kind: str, help: str, group: str, **kw: Any) -> Option:
+    return Option(kind=kind, help=help, group=group, **kw)
+
+
+_POS = {"lo": 0.0, "hi": math.inf, "hi_open": True}  # a weight: >= 0 and finite
+OPTIONS: dict[str, Option] = {
+    # data and protocol
+    "data": _o("str", "dataset name (mnist-sample, mnist, fashion-mnist, cifar10, cifar100) or a directory",
+               "data", estimator=False),
+    "normal_class": _o("int", "index of the normal class", "data", lo=0, hi=10_000, estimator=False),
+    "gamma": _o("float", "fraction of labelled anomalies among training images", "data", lo=0, hi=1,
+                hi_open=True, estimator=False),
+    "known_classes": _o("int", "draw labelled anomalies from this many anomaly classes only (Deep SAD's variant)",
+                        "data", lo=1, hi=10_000, optional=True, estimator=False),
+    "protocol": _o("choice", "one-vs-rest (the paper's text) or one-anomalous (GANomaly's)", "data",
+                   choices=PROTOCOLS, estimator=False),
+    "image_size": _o("int", "resize images to this square size (default: the dataset's)", "data", lo=16,
+                     hi=1024, optional=True),
+    # model
+    "method": _o("choice", "agad, or a baseline in the same harness", "model", choices=METHODS, estimator=False),
+    "backbone": _o("choice", "generator backbone", "model", choices=BACKBONES),
+    "unet_style": _o("choice", "the U-Net of --backbone unet or of Skip-GANomaly: zhou (7.76M, the paper's "
+                     "count) or pix2pix (Skip-GANomaly's own, 16.65M); auto = pix2pix for skip-ganomaly, else zhou",
+                     "model", choices=UNET_STYLES),
+    # optimisation
+    "epochs": _o("int", "training epochs over the normal images (fixed in advance)", "optimisation", lo=1,
+                 hi=100_000),
+    "batch_size": _o("int", "normal images per step; labelled anomalies ride on top", "optimisation", lo=2,
+                     hi=1 << 16),
+    "lr": _o("float", "Adam's learning rate for G and D", "optimisation", lo=0, hi=1, lo_open=True),
+    "beta1": _o("float", "Adam's beta1", "optimisation", lo=0, hi=1, hi_open=True),
+    "beta2": _o("float", "Adam's beta2", "optimisation", lo=0, hi=1, hi_open=True),
+    "min_anomalies_per_batch": _o("int", "labelled anomalies in every batch when gamma > 0 (Algorithm 1)",
+                                  "optimisation", lo=1, hi=4096),
+    # loss
+    "w_adv": _o("float", "λadv, weight of the adversarial term", "loss", **_POS),
+    "w_con": _o("float", "λcon, weight of the reconstruction term", "loss", **_POS),
+    "w_adcon": _o("float", "λadcon, weight of the contextual adversarial (pseudo-anomaly) term", "loss", **_POS),
+    "w_lat": _o("float", "λlat, weight of the latent term", "loss", **_POS),
+    "ca": _o("bool", "the contextual adversarial term; --no-ca is the paper's 'w/o C.A.' ablation", "loss"),
+    "anomaly_distance": _o("choice", "labelled-anomaly distance: input |x-G(x)| or pseudo |x̂-G(x̂)|", "loss",
+                           choices=ANOMALY_DISTANCES),
+    "eps": _o("float", "epsilon of the reciprocal terms", "loss", lo=0, hi=1, lo_open=True),
+    "delta": _o("float", "re-initialise D when its loss falls below this", "loss", **_POS),
+    # batch norm
+    "advprop": _o("bool", "auxiliary BN for the pseudo-anomaly pass (--no-advprop: the paper's shared BN)",
+                  "batch norm"),
+    "freeze_bn_anomalies": _o("bool", "BN neither updates statistics nor trains on labelled anomalies",
+                              "batch norm"),
+    "track_bn_anomalies": _o("bool", "labelled anomalies update BN's running statistics (as the paper)",
+                             "batch norm"),
+    "track_bn_pseudo": _o("bool", "the pseudo-anomaly pass through the main BN (--no-advprop) updates them",
+                          "batch norm"),
+    "scoring_bn": _o("choice", "BN statistics that score: running (as the paper) or recomputed after each "
+                     "epoch from the training data", "batch norm", choices=SCORING_BNS),
+    "scoring_bn_anomaly_weight": _o("float", "weight of the labelled anomalies in recomputed statistics",
+                                    "batch norm", lo=0, hi=1),
+    "ema_decay": _o("float", "score with an EMA of G's weights with this decay (0 = off, the paper)",
+                    "batch norm", lo=0, hi=1, hi_open=True),
+    # epoch selection
+    "val_fraction": _o("float", "hold out this fraction of normal training images for validation (default: "
+                       "0.1 with labelled anomalies, else 0)", "selection", lo=0, hi=1, hi_open=True,
+                       optional=True),
+    "select_epoch": _o("choice", "keep the last epoch, the lowest held-out normal score (val-recon), or that "
+                       "score over the labelled anomalies' distance (val-ratio); auto: val-ratio with labelled "
+                       "anomalies, else last", "selection", choices=SELECT_EPOCHS),
+    "track_test_auroc": _o("bool", "log test AUROC per epoch (diagnostics only; never picks anything)",
+                           "selection", estimator=False),
+    # runtime
+    "seed": _o("int", "seed of weights, batch order and the labelled-anomaly draw", "runtime", lo=0,
+               hi=2**32 - 1, estimator=False),
+    "device": _o("choice", "auto picks CUDA when present", "runtime", choices=DEVICES, runtime=True),
+    "precision": _o("choice", "auto: bf16 autocast where the hardware runs it fast, else fp32 (changes the "
+                    "numbers, so it is part of a run's identity)", "runtime", choices=PRECISIONS),
+    "channels_last": _o("bool", "channels-last memory format", "runtime", runtime=True, estimator=False),
+    "compile": _o("bool", "torch.compile the networks (helps on GPU; slow to start)", "runtime", runtime=True,
+                  estimator=False),
+    "num_threads": _o("int", "CPU threads (0: PyTorch's default)", "runtime", lo=0, hi=4096, runtime=True,
+                      estimator=False),
+    "eval_batch_size": _o("int", "images per scoring batch", "runtime", lo=1, hi=1 << 16, runtime=True,
+                          estimator=False),
+    "extra": _o("dict", "free-form notes recorded with the run", "runtime", estimator=False, cli=False),
+}
+RUNTIME_FIELDS = frozenset(name for name, opt in OPTIONS.items() if opt.runtime)
+DEFAULTS: dict[str, Any] = {f.name: f.default for f in dataclasses.fields(TrainConfig)
+                            if f.default is not dataclasses.MISSING}

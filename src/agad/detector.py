@@ -4,12 +4,11 @@
 and, when ``y`` marks some images with 1, on those labelled anomalies too
 (the paper's limited supervision; ``gamma`` is derived from ``y``). The score
 of an image is its reconstruction error ``||x - G(x)||_2``: higher means more
-anomalous. Training runs through the same code as ``agad train``
-(:func:`agad.pipeline.build_networks`, :class:`agad.train.AGADTrainer`,
-:func:`agad.train.score_images`), and :meth:`AGAD.save` writes the same
-run-directory format (:mod:`agad.runs`), so ``agad predict`` and
-``agad export`` read a saved estimator and :meth:`AGAD.load` reads an
-``agad train`` run.
+anomalous. Training runs through the same function as ``agad train``
+(:func:`agad.pipeline.fit_model`), and :meth:`AGAD.save` writes the same run
+record (:func:`agad.pipeline.save_run`), so ``agad predict`` and ``agad export``
+read a saved estimator and :meth:`AGAD.load` reads an ``agad train`` run with
+everything a fitted estimator has.
 
 >>> from agad import AGAD
 >>> from agad.data import load_dataset
@@ -40,49 +39,35 @@ clips to [0, 1].
 
 from __future__ import annotations
 
+import inspect
 import math
 import numbers
-import platform
-import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
-from sklearn.base import BaseEstimator
-from sklearn.metrics import precision_recall_curve, roc_auc_score
+from sklearn.base import BaseEstimator, OutlierMixin
 from sklearn.utils.validation import check_is_fitted
 
-from . import __version__
-from .config import HELD_OUT_RULES, TrainConfig
-from .data import as_nchw_uint8, resize_uint8, validation_split
+from .config import DEFAULTS, HELD_OUT_RULES, OPTIONS, TrainConfig
+from .data import as_nchw_uint8, resize_uint8
 from .errors import AgadError
-from .nets import count_parameters
-from .pipeline import EpochKeeper, build_networks, make_trainer, selection_score
+from .pipeline import Validation, fit_model, load_run, run_record, save_run
 from .predict import default_image_size, expand_items, is_image_input, read_images
-from .runs import (
-    CONFIG_FILE, DISCRIMINATOR_FILE, FORMAT_VERSION, GENERATOR_FILE, HISTORY_FILE, atomic_write_json,
-    load_config, load_weights, read_history, read_run_config, save_weights, staging_dir, write_history,
-)
+from .runs import CONFIG_FILE, TRAIN_SCORES_FILE
 from .runtime import resolve_device, resolve_precision
-from .train import score_images
+from .scoring import (DEFAULT_CONTAMINATION, check_finite, contamination_threshold, f1_best_threshold, labels_at,
+                      score_images)
 
 __all__ = ["AGAD", "TRAIN_SCORES_FILE"]
 
-TRAIN_SCORES_FILE = "train_scores.safetensors"  # decision_scores_ of a saved estimator (float64, no pickle)
 IN_MEMORY_DATA = "in-memory-arrays"  # TrainConfig.data of a model fitted on arrays: no dataset to reload
 
-# Estimator parameters that are TrainConfig fields of the same name. ``None``
-# means "TrainConfig's default", read when ``fit`` runs, so the stability
-# defaults live in one place (agad.config).
-_CONFIG_PARAMS = (
-    "backbone", "unet_style", "epochs", "batch_size", "lr", "lr_schedule", "w_adv", "w_con", "w_adcon", "w_lat", "ca",
-    "anomaly_distance", "advprop", "freeze_bn_anomalies", "track_bn_anomalies", "track_bn_pseudo", "scoring_bn",
-    "scoring_bn_anomaly_weight", "min_anomalies_per_batch", "detach_pseudo", "adcon_form", "adcon_margin",
-    "adcon_warmup_epochs", "ema_decay", "grad_clip", "anomaly_margin", "select_epoch", "val_fraction", "device",
-    "precision",
-)
-_BOOL_PARAMS = ("ca", "advprop", "freeze_bn_anomalies", "track_bn_anomalies", "track_bn_pseudo", "detach_pseudo")
+# The estimator's parameters: the TrainConfig options marked ``estimator`` in agad.config.OPTIONS (same names,
+# same defaults), then its own. __init__'s signature is built from this, so help(AGAD) shows the real defaults.
+_CONFIG_PARAMS = tuple(name for name, opt in OPTIONS.items() if opt.estimator)
+_OWN_PARAMS = {"contamination": DEFAULT_CONTAMINATION, "random_state": 0, "verbose": False}
+PARAM_DEFAULTS: dict[str, Any] = {**{name: DEFAULTS[name] for name in _CONFIG_PARAMS}, **_OWN_PARAMS}
 
 
 def _plain(v: Any) -> Any:
@@ -100,148 +85,48 @@ def _bad(name: str, what: str, value: Any) -> AgadError:
     return AgadError(f"The '{name}' parameter must be {what}. Got {value!r} instead.")
 
 
-def f1_best_threshold(scores: np.ndarray, labels: np.ndarray) -> tuple[float, float]:
-    """The threshold with the best F1 on a labelled set, for the rule ``score > threshold``.
-
-    ``precision_recall_curve`` counts ``score >= t`` as positive; the returned
-    threshold sits halfway between the best ``t`` and the next lower score, so
-    ``score > threshold`` flags exactly the same images. Returns ``(threshold, f1)``.
-
-    >>> f1_best_threshold(np.array([0.1, 0.2, 0.9, 1.0]), np.array([0, 0, 1, 1]))
-    (0.55, 1.0)
-    """
-    precision, recall, thresholds = precision_recall_curve(labels, scores)
-    p, r = precision[:-1], recall[:-1]  # the last point (P=1, R=0) has no threshold
-    f1 = np.divide(2 * p * r, p + r, out=np.zeros_like(p), where=(p + r) > 0)
-    i = int(np.argmax(f1))
-    t = float(thresholds[i])
-    lower = scores[scores < t]
-    threshold = (float(lower.max()) + t) / 2 if lower.size else float(np.nextafter(t, -np.inf))
-    return threshold, float(f1[i])
+def _parameter_doc() -> str:
+    lines = []
+    for name in _CONFIG_PARAMS:
+        lines.append(f"        {name} = {DEFAULTS[name]!r}: {OPTIONS[name].help}.")
+    return "\n".join(lines)
 
 
-class AGAD(BaseEstimator):
+class AGAD(OutlierMixin, BaseEstimator):
     """Adversarial Generative Anomaly Detection (Shi & Zhang, 2023) for images.
 
-    Parameters (keyword-only; ``None`` means ``agad.config.TrainConfig``'s default):
-        backbone: generator backbone, "naive", "unet" or "unetpp".
-        unet_style: with backbone "unet", "zhou" (default; the paper's 7.76M
-            parameters) or "pix2pix" (Skip-GANomaly's U-Net).
-        epochs: training epochs (fixed; never chosen on test data).
-        batch_size: images per step (normal + labelled anomalies).
-        contamination: expected fraction of anomalies among the unlabelled
-            training images, in (0, 0.5]; sets ``threshold_`` unless a
-            validation set is given.
-        image_size: square input size; None derives it from the training images.
-        lr_schedule: "constant" (the paper) or "cosine" (decays to 0 at the end).
-        lr, w_adv, w_con, w_adcon, w_lat, ca: Adam's learning rate, the loss
-            weights λadv, λcon, λadcon, λlat, and the contextual-adversarial
-            switch (False is the paper's "w/o C.A." ablation).
-        anomaly_distance, advprop, freeze_bn_anomalies, track_bn_anomalies, track_bn_pseudo,
-        scoring_bn, scoring_bn_anomaly_weight, min_anomalies_per_batch:
-            Algorithm 1's options (see TrainConfig).
-        detach_pseudo, adcon_form, adcon_margin, adcon_warmup_epochs,
-            ema_decay, grad_clip, anomaly_margin: stability options (see TrainConfig).
-        select_epoch, val_fraction: which epoch's weights to keep. The default
-            ("auto") keeps the last epoch without labelled anomalies; with
-            labelled anomalies (``y`` has 1s) it holds out ``val_fraction``
-            (default 0.1) of the unlabelled images and keeps the epoch where
-            their mean score divided by the labelled anomalies' reconstruction
-            distance is lowest ("val-ratio": a generator that learns to
-            reconstruct everything does not look best). "val-recon" uses the
-            held-out score alone; "last" turns selection off.
-        device: "auto", "cpu" or "cuda". precision: "auto", "fp32" or "bf16".
-        random_state: seed (int) of weights and batch order; None draws one.
-        verbose: show a progress bar and per-epoch losses while fitting.
+    Parameters (keyword-only; each is the :class:`agad.config.TrainConfig` option of the same name):
+PARAMS_PLACEHOLDER
+    Parameters of the estimator itself:
+        contamination = 0.1: expected fraction of anomalies among the unlabelled training images, in
+            (0, 0.5]; sets ``threshold_`` unless a validation set is given.
+        random_state = 0: seed (int) of weights and batch order; None draws one.
+        verbose = False: show a progress bar and per-epoch losses while fitting.
 
     Attributes (after ``fit`` or ``load``):
         decision_scores_: training scores of the unlabelled images (float64).
         threshold_: images scoring above it are predicted anomalous.
-        threshold_source_: "contamination" or "validation".
+        threshold_source_: "contamination", "validation" or "calibration".
         labels_: 0/1 predictions for the unlabelled training images.
         n_channels_in_, image_size_: the model's input shape (C, S, S).
         gamma_: fraction of labelled anomalies among the training images.
         history_: one dict of mean loss terms per epoch.
         kept_epoch_: the epoch whose weights score (the last one unless select_epoch chose another).
         config_: the resolved :class:`agad.config.TrainConfig`.
-        generator_, discriminator_: the networks (generator_ scores; EMA copy when enabled).
+        generator_, discriminator_: the networks (generator_ scores; the EMA copy when enabled).
 
     >>> AGAD(epochs=3).get_params()["epochs"]
     3
     """
 
-    def __init__(
-        self,
-        *,
-        backbone: str = "naive",
-        unet_style: str | None = None,
-        epochs: int = 15,
-        batch_size: int = 64,
-        contamination: float = 0.1,
-        image_size: int | None = None,
-        lr: float = 2e-4,
-        lr_schedule: str | None = None,
-        w_adv: float = 1.0,
-        w_con: float = 50.0,
-        w_adcon: float = 15.0,
-        w_lat: float = 5.0,
-        ca: bool = True,
-        anomaly_distance: str | None = None,
-        advprop: bool | None = None,
-        freeze_bn_anomalies: bool | None = None,
-        track_bn_anomalies: bool | None = None,
-        track_bn_pseudo: bool | None = None,
-        scoring_bn: str | None = None,
-        scoring_bn_anomaly_weight: float | None = None,
-        min_anomalies_per_batch: int | None = None,
-        detach_pseudo: bool | None = None,
-        adcon_form: str | None = None,
-        adcon_margin: float | None = None,
-        adcon_warmup_epochs: float | None = None,
-        ema_decay: float | None = None,
-        grad_clip: float | None = None,
-        anomaly_margin: float | None = None,
-        select_epoch: str | None = None,
-        val_fraction: float | None = None,
-        device: str = "auto",
-        precision: str = "auto",
-        random_state: int | None = 0,
-        verbose: bool = False,
-    ):
-        self.backbone = backbone
-        self.unet_style = unet_style
-        self.epochs = epochs
-        self.batch_size = batch_size
-        self.contamination = contamination
-        self.image_size = image_size
-        self.lr = lr
-        self.lr_schedule = lr_schedule
-        self.w_adv = w_adv
-        self.w_con = w_con
-        self.w_adcon = w_adcon
-        self.w_lat = w_lat
-        self.ca = ca
-        self.anomaly_distance = anomaly_distance
-        self.advprop = advprop
-        self.freeze_bn_anomalies = freeze_bn_anomalies
-        self.track_bn_anomalies = track_bn_anomalies
-        self.track_bn_pseudo = track_bn_pseudo
-        self.scoring_bn = scoring_bn
-        self.scoring_bn_anomaly_weight = scoring_bn_anomaly_weight
-        self.min_anomalies_per_batch = min_anomalies_per_batch
-        self.detach_pseudo = detach_pseudo
-        self.adcon_form = adcon_form
-        self.adcon_margin = adcon_margin
-        self.adcon_warmup_epochs = adcon_warmup_epochs
-        self.ema_decay = ema_decay
-        self.grad_clip = grad_clip
-        self.anomaly_margin = anomaly_margin
-        self.select_epoch = select_epoch
-        self.val_fraction = val_fraction
-        self.device = device
-        self.precision = precision
-        self.random_state = random_state
-        self.verbose = verbose
+    def __init__(self, **params: Any):
+        # scikit-learn's contract: store the keyword arguments, nothing else (checked in fit)
+        unknown = sorted(set(params) - set(PARAM_DEFAULTS))
+        if unknown:
+            raise TypeError(f"AGAD() got an unexpected keyword argument {unknown[0]!r}; "
+                            f"valid parameters: {', '.join(PARAM_DEFAULTS)}")
+        for name, default in PARAM_DEFAULTS.items():
+            setattr(self, name, params.get(name, default))
 
     # ------------------------------------------------------------ parameters
     def _check_params(self) -> None:
@@ -250,27 +135,19 @@ class AGAD(BaseEstimator):
             math.isfinite(c) and 0.0 < c <= 0.5
         ):
             raise _bad("contamination", "a float in (0, 0.5]", c)
-        s = self.image_size
-        if s is not None and (isinstance(s, (bool, np.bool_)) or not isinstance(s, numbers.Integral)
-                              or not 16 <= s <= 1024):
-            raise _bad("image_size", "None or an integer in [16, 1024]", s)
         r = self.random_state
         if r is not None and (isinstance(r, (bool, np.bool_)) or not isinstance(r, numbers.Integral)
                               or not 0 <= r < 2**32):
             raise _bad("random_state", "None or an integer in [0, 2**32 - 1]", r)
-        for name in _BOOL_PARAMS:
-            v = getattr(self, name)
-            if v is not None and not isinstance(v, (bool, np.bool_)):
-                raise _bad(name, "a bool", v)
         if not isinstance(self.verbose, (bool, np.bool_, numbers.Integral)):
             raise _bad("verbose", "a bool", self.verbose)
         # TrainConfig checks the rest, by name; rules that depend on y (an epoch rule that needs labelled
         # anomalies) are checked by fit with the real gamma
         needs_y = self.select_epoch in HELD_OUT_RULES
-        self._make_config(gamma=0.5 if needs_y else 0.0, image_size=None, seed=0)
+        self._make_config(gamma=0.5 if needs_y else 0.0, image_size=self.image_size, seed=0)
 
     def _make_config(self, *, gamma: float, image_size: int | None, seed: int) -> TrainConfig:
-        values = {name: _plain(getattr(self, name)) for name in _CONFIG_PARAMS if getattr(self, name) is not None}
+        values = {name: _plain(getattr(self, name)) for name in _CONFIG_PARAMS}
         values.update(data=IN_MEMORY_DATA, gamma=float(gamma), image_size=image_size, seed=int(seed))
         return TrainConfig(**values)
 
@@ -319,6 +196,16 @@ class AGAD(BaseEstimator):
             raise AgadError(f"{name} must hold 0 (unlabelled/normal) and 1 (anomaly) only; got {bad}")
         return a.astype(np.int64)
 
+    def _labelled_set(self, X: Any, y: Any, names: tuple[str, str] = ("X_val", "y_val")) -> Validation:
+        if X is None or y is None:
+            raise AgadError(f"{names[0]} and {names[1]} must be given together ({names[1]}: 0 normal, 1 anomalous)")
+        x = self._images(X, names[0])
+        labels = self._labels(y, len(x), names[1])
+        if len(np.unique(labels)) < 2:
+            raise AgadError(f"{names[1]} must hold both normal (0) and anomalous (1) images to choose a threshold; "
+                            f"got only {int(labels[0]) if len(labels) else 'no'} labels")
+        return Validation(x, labels)
+
     # ------------------------------------------------------------ fit
     def fit(self, X: Any, y: Any = None, *, X_val: Any = None, y_val: Any = None) -> "AGAD":
         """Train on ``X``; ``y`` marks known anomalies with 1 (0 = unlabelled). Returns ``self``.
@@ -339,106 +226,79 @@ class AGAD(BaseEstimator):
             raise AgadError(f"fit needs at least 2 unlabelled (y == 0) images; got {len(x_normal)}")
         gamma = len(x_anom) / len(x)
         cfg = self._make_config(gamma=gamma, image_size=size, seed=seed).resolved()
-        # select_epoch "val-ratio" (the default with labelled anomalies) or "val-recon": held-out unlabelled images
-        # (and the labelled anomalies' distance) choose the epoch
-        keeper, x_fit, x_held = EpochKeeper(), x_normal, None
-        if cfg.select_epoch in HELD_OUT_RULES:
-            x_fit, x_held = validation_split(x_normal, cfg.val_fraction, seed=seed)
         # the input shape is fixed from here on; validation data are read like any later input
         self.n_channels_in_, self.image_size_ = channels, size
-        x_val = y_val_ = None
-        if X_val is not None or y_val is not None:
-            if X_val is None or y_val is None:
-                raise AgadError("X_val and y_val must be given together (y_val: 0 normal, 1 anomalous)")
-            x_val = self._images(X_val, "X_val")
-            y_val_ = self._labels(y_val, len(x_val), "y_val")
-            if len(np.unique(y_val_)) < 2:
-                raise AgadError("y_val must hold both normal (0) and anomalous (1) images to choose a threshold; "
-                                f"got only {int(y_val_[0]) if len(y_val_) else 'no'} labels")
-
-        device = resolve_device(cfg.device)
-        amp = resolve_precision(cfg.precision, device)
-        G, D = build_networks(cfg, channels, size)
-        trainer = make_trainer(cfg, G, D)
-
-        def score(G, images):
-            return score_images(G, images, batch_size=cfg.eval_batch_size, device=device, amp_dtype=amp,
-                                channels_last=cfg.channels_last)
-
-        def on_epoch(tr, record):  # validation data only; never the images that will be scored
-            if x_val is not None:
-                record["val/auroc"] = float(roc_auc_score(y_val_, score(tr.scoring_generator, x_val)))
-            if x_held is not None:
-                record["val/recon"] = float(score(tr.scoring_generator, x_held).mean())
-                keeper.offer(tr, selection_score(cfg.select_epoch, record))
-
-        t0 = time.perf_counter()
-        history = trainer.fit(
-            torch.from_numpy(x_fit), torch.from_numpy(x_anom) if len(x_anom) else None,
-            progress=bool(self.verbose), on_epoch=on_epoch if x_val is not None or x_held is not None else None,
-        )
-        seconds = time.perf_counter() - t0
-        keeper.restore(trainer.scoring_generator)  # a no-op unless an epoch was offered
-        self.kept_epoch_ = keeper.epoch or len(history)
-
-        self.config_ = cfg
-        self.generator_ = trainer.scoring_generator.eval()
-        self.discriminator_ = trainer.D.eval()
-        self._device, self._amp = device, amp
-        self.gamma_ = gamma
-        self.history_ = [dict(h) for h in history]
-        self.decision_scores_ = self._score(x_normal)
-        validation = None
-        if x_val is not None:
-            s_val = self._score(x_val)
-            self.threshold_, f1 = f1_best_threshold(s_val, y_val_)
-            self.threshold_source_ = "validation"
-            validation = {"f1": f1, "auroc": float(roc_auc_score(y_val_, s_val)), "n": int(len(y_val_)),
-                          "n_anomalous": int(y_val_.sum())}
+        val = None if X_val is None and y_val is None else self._labelled_set(X_val, y_val)
+        fit = fit_model(cfg, x_normal, x_anom if len(x_anom) else None, val=val, progress=bool(self.verbose))
+        self._set_fitted(fit, gamma)
+        validation = fit.validation
+        if val is not None:
+            s_val = check_finite(fit.score(val.x).astype(np.float64), "validation scores")
+            threshold, f1 = f1_best_threshold(s_val, val.y)
+            self._set_threshold(threshold, "validation")
+            validation = {"f1": f1, "auroc": float((fit.validation or {}).get("val/auroc", np.nan)),
+                          "n": int(len(val.y)), "n_anomalous": int(val.y.sum())}
         else:
-            self.threshold_ = float(np.quantile(self.decision_scores_, 1.0 - float(self.contamination)))
-            self.threshold_source_ = "contamination"
-        self.labels_ = (self.decision_scores_ > self.threshold_).astype(np.int64)
-        self._score_range = (float(self.decision_scores_.min()), float(self.decision_scores_.max()))
-        self._meta = self._fit_meta(G, D, validation, seconds, int(getattr(trainer, "d_resets", 0)),
-                                    n_anomalies=len(x_anom))
+            self._set_threshold(contamination_threshold(self.decision_scores_, float(self.contamination)),
+                                "contamination")
+        self._meta = run_record(fit, threshold=self.threshold_, threshold_source=self.threshold_source_,
+                                contamination=float(self.contamination), data={"source": "AGAD.fit"},
+                                command="agad.AGAD.fit",
+                                estimator={k: _plain(v) for k, v in self.get_params().items()})
+        self._meta["validation"] = validation
         return self
 
-    def _fit_meta(self, G, D, validation, seconds: float, d_resets: int, *, n_anomalies: int) -> dict[str, Any]:
-        """config.json of a saved estimator: the sections `agad train` writes, plus the estimator's own."""
-        cfg = self.config_
-        return {
-            "format_version": FORMAT_VERSION,
-            "agad_version": __version__,
-            "config": cfg.to_dict(),
-            "model": {
-                "method": "agad", "backbone": cfg.backbone, "in_channels": self.n_channels_in_,
-                "image_size": self.image_size_, "advprop": cfg.advprop,
-                "generator_parameters": count_parameters(G), "discriminator_parameters": count_parameters(D),
-                "scores_with": "ema" if cfg.ema_decay > 0 else "generator",
-            },
-            "preprocessing": {
-                "resize_to": self.image_size_, "channels": self.n_channels_in_,
-                "color": "grayscale (L)" if self.n_channels_in_ == 1 else "RGB",
-                "resize": "Pillow bilinear to a square", "scale": "x/127.5 - 1 (uint8 -> [-1, 1])",
-            },
-            "threshold": self.threshold_,
-            "contamination": float(self.contamination),
-            "threshold_source": self.threshold_source_,
-            "score_scaling": {"method": "linear", "train_min": self._score_range[0],
-                              "train_max": self._score_range[1]},
-            "data": {"source": "AGAD.fit", "n_normal_train": int(len(self.decision_scores_)),
-                     "n_anomaly_train": int(n_anomalies)},
-            "validation": validation,
-            "kept_epoch": self.kept_epoch_,
-            "train_seconds": seconds,
-            "d_resets": d_resets,
-            "world_size": 1,
-            "environment": {"python": platform.python_version(), "torch": torch.__version__,
-                            "device": str(self._device), "amp": str(self._amp)},
-            "command": "agad.AGAD.fit",
-            "estimator": {k: _plain(v) for k, v in self.get_params().items()},
-        }
+    def fit_predict(self, X: Any, y: Any = None, **fit_params: Any) -> np.ndarray:
+        """``fit(X, y)`` then the 0/1 labels of the unlabelled training images (``labels_``), in order.
+
+        Unlike scikit-learn's outlier detectors (which answer -1 / 1), labels follow PyOD: 1 is an anomaly.
+        """
+        self.fit(X, y, **fit_params)
+        return self.predict(X)
+
+    def _set_fitted(self, fit, gamma: float) -> None:
+        self.config_ = fit.cfg
+        self.generator_ = fit.nets.G.eval()
+        self.discriminator_ = None if fit.nets.D is None else fit.nets.D.eval()
+        self._scorer = fit.scorer
+        self._device, self._amp = fit.device, fit.amp
+        self.gamma_ = gamma
+        self.history_ = [dict(h) for h in fit.history]
+        self.kept_epoch_ = fit.kept_epoch
+        self.decision_scores_ = fit.train_scores
+        self._score_range = (float(fit.train_scores.min()), float(fit.train_scores.max()))
+
+    def _set_threshold(self, threshold: float, source: str) -> None:
+        self.threshold_ = float(threshold)
+        self.threshold_source_ = source
+        if hasattr(self, "decision_scores_"):
+            self.labels_ = labels_at(self.decision_scores_, self.threshold_)
+        meta = getattr(self, "_meta", None)
+        if meta is not None:
+            meta["threshold"], meta["threshold_source"] = self.threshold_, source
+
+    def calibrate(self, X_val: Any, y_val: Any = None, *, target_fpr: float | None = None) -> "AGAD":
+        """Set ``threshold_`` without refitting: the F1-best threshold on ``X_val, y_val`` (0 normal, 1 anomalous),
+        or, with ``target_fpr``, the threshold at which at most that share of the normal images in ``X_val``
+        (``y_val == 0``, or all of ``X_val`` when ``y_val`` is None) score above it. Saved with the model.
+
+        >>> det.calibrate(X_val, y_val).threshold_source_  # doctest: +SKIP
+        'calibration'
+        """
+        from .scoring import fpr_threshold
+
+        self._check_fitted()
+        if target_fpr is None:
+            val = self._labelled_set(X_val, y_val)
+            threshold, _ = f1_best_threshold(check_finite(self._score(val.x), "validation scores"), val.y)
+        else:
+            x = self._images(X_val, "X_val")
+            normal = x if y_val is None else x[self._labels(y_val, len(x), "y_val") == 0]
+            if len(normal) == 0:
+                raise AgadError("calibrating to a false-positive rate needs normal images (y_val == 0) in X_val")
+            threshold = fpr_threshold(check_finite(self._score(normal), "validation scores"), target_fpr)
+        self._set_threshold(threshold, "calibration")
+        return self
 
     # ------------------------------------------------------------ scoring
     def _check_fitted(self) -> None:
@@ -448,13 +308,13 @@ class AGAD(BaseEstimator):
 
     def _score(self, x: np.ndarray, *, return_reconstructions: bool = False):
         """Scores (float64) of uint8 (N, C, S, S) images; optionally G(x) as float32 (N, C, S, S) in [-1, 1]."""
-        out = score_images(self.generator_, x, batch_size=self.config_.eval_batch_size, device=self._device,
+        out = score_images(self._scorer, x, batch_size=self.config_.eval_batch_size, device=self._device,
                            amp_dtype=self._amp, channels_last=self.config_.channels_last,
                            return_reconstructions=return_reconstructions)
         if return_reconstructions:
             s, recon = out
-            return s.astype(np.float64), recon.numpy()
-        return out.astype(np.float64)
+            return check_finite(s.astype(np.float64), "scores"), recon.numpy()
+        return check_finite(out.astype(np.float64), "scores")
 
     def decision_function(self, X: Any) -> np.ndarray:
         """Anomaly scores ``||x - G(x)||_2``, shape (N,); higher = more anomalous.
@@ -471,7 +331,7 @@ class AGAD(BaseEstimator):
 
     def predict(self, X: Any) -> np.ndarray:
         """0 (normal) / 1 (anomaly) per image: 1 where ``decision_function(X) > threshold_``."""
-        return (self.decision_function(X) > self.threshold_).astype(np.int64)
+        return labels_at(self.decision_function(X), self.threshold_)
 
     def predict_proba(self, X: Any) -> np.ndarray:
         """(N, 2): [P(normal), P(anomaly)] by linear rescaling of the scores (PyOD's "linear" method).
@@ -484,8 +344,8 @@ class AGAD(BaseEstimator):
         self._check_fitted()
         rng = getattr(self, "_score_range", None)
         if rng is None:
-            raise AgadError("predict_proba needs the range of the training scores, which run directories written "
-                            "by `agad train` do not store; fit with agad.AGAD (and save with AGAD.save) to use it")
+            raise AgadError("predict_proba needs the range of the training scores, which this run directory does "
+                            "not store; re-train it with this version of agad")
         s = self.decision_function(X)
         lo, hi = rng
         p = np.clip((s - lo) / max(hi - lo, np.finfo(np.float64).tiny), 0.0, 1.0)
@@ -508,37 +368,31 @@ class AGAD(BaseEstimator):
         >>> det.save("models/digits")          # doctest: +SKIP
         >>> AGAD.load("models/digits").predict(X)  # doctest: +SKIP
         """
-        from safetensors.numpy import save_file
+        from .nets import Nets
 
         self._check_fitted()
-        final = Path(path)
-        with staging_dir(final, overwrite=overwrite) as tmp:
-            save_weights(getattr(self.generator_, "G", self.generator_), tmp / GENERATOR_FILE, {"role": "generator"})
-            if self.discriminator_ is not None:
-                save_weights(self.discriminator_, tmp / DISCRIMINATOR_FILE, {"role": "discriminator"})
-            write_history(tmp / HISTORY_FILE, self.history_)
-            if hasattr(self, "decision_scores_"):
-                save_file({"decision_scores": np.ascontiguousarray(self.decision_scores_, np.float64)},
-                          str(tmp / TRAIN_SCORES_FILE))
-            atomic_write_json(tmp / CONFIG_FILE, self._meta)
-        return final
+        return save_run(path, nets=Nets(self.generator_, self.discriminator_), history=self.history_,
+                        train_scores=getattr(self, "decision_scores_", None), record=self._meta,
+                        overwrite=overwrite)
 
     @classmethod
     def _params_from_meta(cls, meta: dict[str, Any], cfg: TrainConfig, source: Path) -> dict[str, Any]:
-        names = set(cls._get_param_names())
         if isinstance(meta.get("estimator"), dict):  # saved by AGAD.save: the exact parameters
             params = dict(meta["estimator"])
-            unknown = sorted(set(params) - names)
+            for name in params.keys() & set(_removed_params()):
+                params.pop(name)
+            unknown = sorted(set(params) - set(PARAM_DEFAULTS))
             if unknown:
                 raise AgadError(f"{source}: unknown estimator parameter {unknown[0]!r}; "
                                 "was it saved by a newer version of agad?")
-            # as fitted: None still means "TrainConfig's default at fit time" (config_ holds what that
-            # was), the same as for the estimator that was saved
+            for name, value in list(params.items()):
+                if value is None and name in _CONFIG_PARAMS and DEFAULTS[name] is not None:
+                    params[name] = getattr(cfg, name)  # written when None meant "TrainConfig's default"
             return params
         # written by `agad train`: the config says it all
         params = {name: getattr(cfg, name) for name in _CONFIG_PARAMS}
         params.update(image_size=int(meta["model"]["image_size"]), random_state=cfg.seed,
-                      contamination=float(meta.get("contamination", 0.1)))
+                      contamination=float(meta.get("contamination", DEFAULT_CONTAMINATION)))
         return params
 
     @classmethod
@@ -547,51 +401,42 @@ class AGAD(BaseEstimator):
 
         Weights are read with safetensors (never unpickled). ``device``
         overrides the saved ``device`` parameter ("auto", "cpu", "cuda").
-        A model loaded from an ``agad train`` run has no ``decision_scores_`` /
-        ``labels_`` and no ``predict_proba`` (those runs do not store
-        training scores); everything else works.
 
         >>> AGAD.load("runs/demo").predict(images)  # doctest: +SKIP
         """
-        from safetensors.numpy import load_file
+        from .runs import read_history
 
         run_dir = Path(path)
-        meta = read_run_config(run_dir)
-        cfg = load_config(run_dir)
+        run = load_run(run_dir, device="cpu")
+        meta, cfg = run.meta, run.cfg
         if cfg.method != "agad":
-            raise AgadError(f"{run_dir} holds a {cfg.method!r} baseline, not an AGAD model; "
-                            "AGAD.load reads AGAD runs only")
+            raise AgadError(f"{run_dir} holds a {cfg.method!r} model, not an AGAD model; AGAD.load reads AGAD "
+                            "runs only (agad predict and agad export read every method)")
         if not isinstance(meta.get("threshold"), (int, float)) or not math.isfinite(meta["threshold"]):
             raise AgadError(f"{run_dir / CONFIG_FILE} has no finite 'threshold'; re-train the run")
-        channels, size = int(meta["model"]["in_channels"]), int(meta["model"]["image_size"])
         params = cls._params_from_meta(meta, cfg, run_dir / CONFIG_FILE)
         if device is not None:
             params["device"] = device
         est = cls(**params)
         est._check_params()
-        G, D = build_networks(cfg, channels, size)
-        load_weights(G, run_dir / GENERATOR_FILE)
-        d_path = run_dir / DISCRIMINATOR_FILE
         est._device = resolve_device(est.device)
         est._amp = resolve_precision(est.precision, est._device)
-        fmt = torch.channels_last if cfg.channels_last else torch.contiguous_format
-        # same memory format as after training, so that scores match the fitted model's bit for bit
-        est.generator_ = G.to(est._device, memory_format=fmt).eval()
-        est.discriminator_ = load_weights(D, d_path).eval() if d_path.is_file() else None
+        run.scorer.to(est._device)
+        est.generator_ = run.nets.G
+        est.discriminator_ = run.nets.D
+        est._scorer = run.scorer
         est.config_ = cfg
-        est.n_channels_in_, est.image_size_ = channels, size
+        m = meta["model"]
+        est.n_channels_in_, est.image_size_ = int(m["in_channels"]), int(m["image_size"])
         est.gamma_ = cfg.gamma
         est.history_ = read_history(run_dir)
         est.kept_epoch_ = int(meta.get("kept_epoch") or len(est.history_))
         est.threshold_ = float(meta["threshold"])
-        est.threshold_source_ = "validation" if "valid" in str(meta.get("threshold_source", "")) else "contamination"
-        scores_path = run_dir / TRAIN_SCORES_FILE
-        if scores_path.is_file():
-            try:
-                est.decision_scores_ = load_file(str(scores_path))["decision_scores"].astype(np.float64)
-            except Exception as exc:  # safetensors raises its own error types
-                raise AgadError(f"cannot read {scores_path}: {exc}; the file is corrupt") from None
-            est.labels_ = (est.decision_scores_ > est.threshold_).astype(np.int64)
+        source = str(meta.get("threshold_source", ""))
+        est.threshold_source_ = next((s for s in ("validation", "calibration") if s in source), "contamination")
+        if run.train_scores is not None:
+            est.decision_scores_ = run.train_scores
+            est.labels_ = labels_at(est.decision_scores_, est.threshold_)
         scaling = meta.get("score_scaling")
         if isinstance(scaling, dict) and {"train_min", "train_max"} <= set(scaling):
             est._score_range = (float(scaling["train_min"]), float(scaling["train_max"]))
@@ -599,3 +444,20 @@ class AGAD(BaseEstimator):
             est._score_range = (float(est.decision_scores_.min()), float(est.decision_scores_.max()))
         est._meta = meta
         return est
+
+
+def _removed_params() -> tuple[str, ...]:
+    from .config import REMOVED_OPTIONS
+
+    return tuple(REMOVED_OPTIONS)
+
+
+def _signature() -> inspect.Signature:
+    params = [inspect.Parameter("self", inspect.Parameter.POSITIONAL_OR_KEYWORD)]
+    params += [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default)
+               for name, default in PARAM_DEFAULTS.items()]
+    return inspect.Signature(params)
+
+
+AGAD.__init__.__signature__ = _signature()  # what help(AGAD) and scikit-learn's get_params read
+AGAD.__doc__ = AGAD.__doc__.replace("PARAMS_PLACEHOLDER", _parameter_doc())

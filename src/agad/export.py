@@ -46,23 +46,26 @@ INPUT_NAME, OUTPUT_NAMES = "image", ("reconstruction", "score")
 
 
 class ScoringModule(nn.Module):
-    """(B, C, S, S) image in [-1, 1] -> (reconstruction (B, C, S, S), score (B,)).
+    """(B, C, S, S) image in [-1, 1] -> (reconstruction (B, C, S, S), score (B,)), from a method's scorer
+    (:mod:`agad.methods`); a scorer that does not reconstruct gives the score only.
 
+    >>> from agad.methods import ReconstructionScorer
     >>> from agad.nets import build_generator
-    >>> m = ScoringModule(build_generator("naive", in_channels=1, image_size=32)).eval()
+    >>> m = ScoringModule(ReconstructionScorer(build_generator("naive", in_channels=1, image_size=32))).eval()
     >>> [t.shape for t in m(torch.zeros(2, 1, 32, 32))]
     [torch.Size([2, 1, 32, 32]), torch.Size([2])]
     """
 
-    def __init__(self, generator: nn.Module):
+    def __init__(self, scorer: nn.Module):
         super().__init__()
-        self.generator = generator
+        self.scorer = scorer
+        self.reconstructs = hasattr(scorer, "score_and_reconstruct")
 
-    def forward(self, image: Tensor) -> tuple[Tensor, Tensor]:
-        recon = self.generator(image)
-        if hasattr(self.generator, "anomaly_score"):  # baselines that score otherwise (as in score_images)
-            return recon, self.generator.anomaly_score(image)
-        return recon, (image - recon).flatten(1).norm(dim=1)  # A(x) = ||x - G(x)||_2, as losses.anomaly_score
+    def forward(self, image: Tensor):
+        if self.reconstructs:
+            score, recon = self.scorer.score_and_reconstruct(image)
+            return recon, score
+        return self.scorer(image)
 
 
 def _inference_copy(G: nn.Module) -> nn.Module:
@@ -110,15 +113,16 @@ def export_model(
     >>> export_model("runs/demo", "demo.pt", format="torchscript")  # doctest: +SKIP
     PosixPath('demo.pt')
     """
-    from .pipeline import load_generator
+    from .pipeline import load_run
     from .runs import check_output_file
 
     if format not in FORMATS:
         raise AgadError(f"The 'format' parameter must be one of {', '.join(FORMATS)}. Got {format!r} instead.")
     out = check_output_file(out, overwrite=overwrite, example="model." + _suffix(format))
-    _, meta, G = load_generator(run_dir)
+    run = load_run(run_dir)
+    meta = run.meta
     channels, size = int(meta["model"]["in_channels"]), int(meta["model"]["image_size"])
-    module = ScoringModule(_inference_copy(G)).eval()
+    module = ScoringModule(_inference_copy(run.scorer)).eval()
     example = torch.zeros(2, channels, size, size)  # batch 2: nothing may specialise on a batch of 1
     info = {
         "input": f"{INPUT_NAME}: float32 (batch, {channels}, {size}, {size}) in [-1, 1] (uint8 x -> x / 127.5 - 1)",
@@ -136,7 +140,7 @@ def export_model(
         warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"torch\.(jit|onnx)")
         warnings.filterwarnings("ignore", message=r".*legacy TorchScript-based ONNX export.*")
         if format == "onnx":
-            _export_onnx(module, example, tmp, opset, info)
+            _export_onnx(module, example, tmp, opset, info, OUTPUT_NAMES if module.reconstructs else ("score",))
         else:
             traced = torch.jit.trace(module, example)
             torch.jit.save(traced, str(tmp), _extra_files={"agad.json": json.dumps(info)})
@@ -147,15 +151,16 @@ def _suffix(format: str) -> str:
     return "onnx" if format == "onnx" else "pt"
 
 
-def _export_onnx(module: nn.Module, example: Tensor, path: Path, opset: int, info: dict) -> None:
+def _export_onnx(module: nn.Module, example: Tensor, path: Path, opset: int, info: dict,
+                 outputs: tuple[str, ...]) -> None:
     try:
         import onnx
     except ImportError:
         raise AgadError("ONNX export needs the onnx package: pip install 'agad[export]'") from None
     batch = {0: "batch"}
     torch.onnx.export(
-        module, (example,), str(path), input_names=[INPUT_NAME], output_names=list(OUTPUT_NAMES),
-        dynamic_axes={INPUT_NAME: batch, OUTPUT_NAMES[0]: batch, OUTPUT_NAMES[1]: batch},
+        module, (example,), str(path), input_names=[INPUT_NAME], output_names=list(outputs),
+        dynamic_axes={INPUT_NAME: batch, **{name: batch for name in outputs}},
         opset_version=opset, dynamo=False,
     )
     model = onnx.load(str(path))

@@ -60,14 +60,14 @@ def reconstruction_rows(rows: list[tuple[str, np.ndarray]], path: Path, *, title
     save_figure(fig, path)
 
 
-def reconstruction_figure(G, x_test: np.ndarray, y_test: np.ndarray, path: Path, *, device="cpu",
+def reconstruction_figure(scorer, x_test: np.ndarray, y_test: np.ndarray, path: Path, *, device="cpu",
                           amp_dtype=None, per_group: int = 8, title: str = "") -> None:
     """Input row and reconstruction row for 8 normal and 8 anomalous test images (paper Fig. 2)."""
-    from .train import score_images
+    from .scoring import score_images
 
     idx = pick_examples(y_test, per_group)
     x = x_test[idx]
-    scores, recon = score_images(G, torch.from_numpy(x), device=device, amp_dtype=amp_dtype,
+    scores, recon = score_images(scorer, torch.from_numpy(x), device=device, amp_dtype=amp_dtype,
                                  return_reconstructions=True)
     reconstruction_rows([("input", x), ("G(x)", recon.numpy())], path, title=title, scores=scores,
                         labels=y_test[idx])

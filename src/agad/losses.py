@@ -33,26 +33,12 @@ def latent_loss(z: Tensor, z_hat: Tensor) -> Tensor:
     return (z.float() - z_hat.float()).pow(2).mean()
 
 
-def contextual_adversarial_loss(
-    x_hat: Tensor, x_hat2: Tensor, *, form: str = "linear", margin: float = 0.5, eps: float = 1e-3
-) -> Tensor:
-    """The pseudo-anomaly term (paper's "contextual adversarial information").
+def contextual_adversarial_loss(x_hat: Tensor, x_hat2: Tensor) -> Tensor:
+    """The pseudo-anomaly term (paper's "contextual adversarial information"): ``-|x̂ - x̂₂|_1``.
 
-    Minimising it *raises* the reconstruction error of the pseudo-anomaly
-    x̂₂ = G(x̂). ``form`` chooses how:
-
-    - ``linear`` (paper): ``-|x̂ - x̂₂|_1``, unbounded below;
-    - ``reciprocal``: ``1 / (|x̂ - x̂₂|_1 + eps)``, the paper's own device for true anomalies;
-    - ``bounded``: ``-min(|x̂ - x̂₂|_1, margin)`` per image: no push once an image is ``margin`` away.
+    Minimising it *raises* the reconstruction error of the pseudo-anomaly x̂₂ = G(x̂).
     """
-    per_image = (x_hat.float() - x_hat2.float()).abs().flatten(1).mean(1)  # (B,)
-    if form == "linear":
-        return -per_image.mean()
-    if form == "reciprocal":
-        return 1.0 / (per_image.mean() + eps)
-    if form == "bounded":
-        return -per_image.clamp(max=margin).mean()
-    raise ValueError(f"unknown contextual adversarial form {form!r}; choose linear, reciprocal or bounded")
+    return -(x_hat.float() - x_hat2.float()).abs().flatten(1).mean(1).mean()  # per image, then over the batch
 
 
 def generator_normal_loss(
@@ -67,8 +53,6 @@ def generator_normal_loss(
     w_con: float = 50.0,
     w_adcon: float = 15.0,
     w_lat: float = 5.0,
-    adcon_form: str = "linear",
-    adcon_margin: float = 0.5,
     eps: float = 1e-3,
 ) -> dict[str, Tensor]:
     """Algorithm 1, line 6: L_g on normal images.
@@ -81,7 +65,7 @@ def generator_normal_loss(
         "lat": latent_loss(z, z_hat),
     }
     if x_hat2 is not None:
-        terms["adcon"] = contextual_adversarial_loss(x_hat, x_hat2, form=adcon_form, margin=adcon_margin, eps=eps)
+        terms["adcon"] = contextual_adversarial_loss(x_hat, x_hat2)
     else:
         terms["adcon"] = x_hat.new_zeros((), dtype=torch.float32)
     terms["total"] = w_adv * terms["adv"] + w_con * terms["con"] + w_adcon * terms["adcon"] + w_lat * terms["lat"]
@@ -98,25 +82,17 @@ def generator_anomaly_loss(
     w_adcon: float = 15.0,
     w_lat: float = 5.0,
     eps: float = 1e-3,
-    dist_cap: Tensor | float | None = None,
-    lat_cap: Tensor | float | None = None,
 ) -> dict[str, Tensor]:
     """Algorithm 1, line 9: L_g on labelled anomalies, written with reciprocals.
 
     ``distance`` is d_a, the (mean L1) reconstruction distance that must grow,
     per image (B,) or already averaged. Each reciprocal falls as its term
     grows, so minimising L_g pushes the generator to *fail* on anomalies.
-
-    ``dist_cap`` / ``lat_cap`` (optional) bound the push: each image's distance
-    counts at most up to the cap, so an anomaly already that far gets no more
-    gradient. The logged ``dist`` and ``lat`` stay the unclamped means.
     """
     d = distance.float().reshape(-1)  # per image, or one already-averaged value
     lat = (z.float() - z_hat.float()).pow(2).flatten(1).mean(1)  # per image; its mean is latent_loss
-    d_eff = d.clamp(max=dist_cap).mean() if dist_cap is not None else d.mean()
-    lat_eff = lat.clamp(max=lat_cap).mean() if lat_cap is not None else lat.mean()
     terms = {"adv": adversarial_loss(fake_logits, 0.0), "dist": d.mean(), "lat": lat.mean()}
-    terms["total"] = w_adv / (terms["adv"] + eps) + w_adcon / (d_eff + eps) + w_lat / (lat_eff + eps)
+    terms["total"] = w_adv / (terms["adv"] + eps) + w_adcon / (terms["dist"] + eps) + w_lat / (terms["lat"] + eps)
     return terms
 
 

@@ -1,85 +1,54 @@
-"""From a config to a run directory, and from a run directory to metrics.
+"""The one training path, and the run directory it writes and reads back.
 
-This is the glue between the data layer, the networks, the training loop and
-the run files; the CLI, the estimator and the experiment harness all call it.
+:func:`fit_model` is what both ``agad train`` (:func:`train`) and
+:meth:`agad.AGAD.fit` call: it holds out validation images, builds the method's
+networks (:mod:`agad.methods`), trains, keeps an epoch, and scores the normal
+training images. :func:`save_run` writes one run record for both, and
+:func:`load_run` reads any run back (safetensors only, never pickle).
 
 >>> from agad.config import TrainConfig
 >>> run = train(TrainConfig(epochs=1), "runs/demo", progress=False)   # doctest: +SKIP
->>> evaluate(run)["auroc"]                                             # doctest: +SKIP
+>>> evaluate(run.run_dir)["auroc"]                                     # doctest: +SKIP
 0.97...
 """
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import platform
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from sklearn.metrics import average_precision_score, roc_auc_score
 from torch import nn
 
 from . import __version__
-from .config import TrainConfig
+from .config import HELD_OUT_RULES, TrainConfig
 from .data import Split, load_dataset, one_class_split, validation_split
 from .errors import AgadError
-from .nets import build_discriminator, build_generator, count_parameters
-from .runtime import DistInfo, init_distributed, resolve_device, resolve_precision
+from .methods import get_method
+from .nets import Nets, count_parameters
 from .runs import (
-    CONFIG_FILE, DISCRIMINATOR_FILE, GENERATOR_FILE, HISTORY_FILE, METRICS_FILE, SCORES_FILE,
-    atomic_write_json, load_config, load_weights, read_run_config, save_weights, staging_dir,
-    write_history, write_scores_csv,
+    CONFIG_FILE, DISCRIMINATOR_FILE, FORMAT_VERSION, GENERATOR_FILE, HISTORY_FILE, METRICS_FILE, SCORES_FILE,
+    TRAIN_SCORES_FILE, atomic_write_json, load_config, load_weights, read_history, read_run_config, save_weights,
+    staging_dir, write_history, write_scores_csv,
 )
-from .train import AGADTrainer, score_images
-
-DEFAULT_CONTAMINATION = 0.1
-
-
-def prepare_split(cfg: TrainConfig) -> tuple[Split, list[str]]:
-    """Load the dataset named by the config and apply the one-class protocol (errors before any file is written)."""
-    split, ds = _split_and_dataset(cfg)
-    return split, list(ds.class_names)
+from .runtime import DistInfo, init_distributed, resolve_device, resolve_precision
+from .scoring import (DEFAULT_CONTAMINATION, auroc_of, check_finite, contamination_threshold, metrics_at,
+                      score_images)
 
 
-def _split_and_dataset(cfg: TrainConfig):
-    ds = load_dataset(cfg.data, image_size=cfg.image_size)
-    split = one_class_split(
-        ds, cfg.normal_class, gamma=cfg.gamma, known_classes=cfg.known_classes, seed=cfg.seed, mode=cfg.protocol
-    )
-    return split, ds
-
-
+# ------------------------------------------------------------------------------------------ selection
 @dataclass
 class Validation:
-    """Held-out *training* images for selection: normal images never trained on, and as many
-    training images of the anomaly classes that are not among the labelled anomalies."""
+    """Labelled validation images (0 normal, 1 anomalous), never test images."""
 
     x: np.ndarray
     y: np.ndarray
-
-
-def carve_validation(cfg: TrainConfig, split: Split, ds) -> tuple[Split, Validation | None]:
-    fraction = cfg.resolved_val_fraction()
-    if fraction <= 0:
-        return split, None
-    x_train, x_val = validation_split(split.x_normal, fraction, seed=cfg.seed)
-    # anomaly pool: training images of the classes the test calls anomalous, minus the labelled anomalies
-    if cfg.protocol == "one-vs-rest":
-        pool = np.flatnonzero(ds.y_train != cfg.normal_class)
-    else:
-        pool = np.flatnonzero(ds.y_train == cfg.normal_class)
-    pool = np.setdiff1d(pool, split.anomaly_indices)
-    rng = np.random.default_rng(cfg.seed + 12345)
-    pick = rng.choice(pool, size=min(len(pool), len(x_val)), replace=False)
-    x = np.concatenate([x_val, ds.x_train[np.sort(pick)]])
-    y = np.concatenate([np.zeros(len(x_val), np.int64), np.ones(len(pick), np.int64)])
-    return dataclasses.replace(split, x_normal=x_train), Validation(x=x, y=y)
 
 
 def selection_score(select_epoch: str, record: dict) -> float | None:
@@ -102,8 +71,7 @@ def selection_score(select_epoch: str, record: dict) -> float | None:
 
 
 class EpochKeeper:
-    """select_epoch="val-recon"/"val-ratio": keeps the epoch, score and (scoring) weights of the lowest
-    ``selection_score``.
+    """Keeps the epoch, score and scoring weights of the lowest :func:`selection_score`.
 
     Only held-out *normal training* images (and, for val-ratio, the labelled anomalies the generator trains on)
     decide: no test data.
@@ -114,52 +82,307 @@ class EpochKeeper:
         self.score = math.inf
         self.state: dict[str, torch.Tensor] | None = None
 
-    def offer(self, trainer, score: float) -> None:
+    def offer(self, epoch: int, scorer: nn.Module, score: float) -> None:
         if score < self.score:
-            self.epoch, self.score = trainer.epoch, score
-            self.state = {k: v.detach().clone() for k, v in trainer.scoring_generator.state_dict().items()}
+            self.epoch, self.score = epoch, score
+            self.state = {k: v.detach().clone() for k, v in scorer.state_dict().items()}
 
-    def restore(self, G: nn.Module) -> None:
+    def restore(self, scorer: nn.Module) -> None:
         """Back to the kept epoch's weights (nothing to do when no epoch was offered)."""
         if self.state is not None:
-            G.load_state_dict(self.state)
+            scorer.load_state_dict(self.state)
 
 
-def build_networks(cfg: TrainConfig, in_channels: int, image_size: int) -> tuple[nn.Module, nn.Module]:
-    """G and D as the config describes them, seeded by ``cfg.seed``."""
-    torch.manual_seed(cfg.seed)
-    if cfg.method == "agad":
-        style = {"style": cfg.resolved_unet_style()} if cfg.backbone == "unet" else {}
-        G = build_generator(cfg.backbone, in_channels=in_channels, image_size=image_size, advprop=cfg.advprop,
-                            **style)
-        D = build_discriminator(in_channels=in_channels, image_size=image_size)
-        return G, D
-    from .baselines import build_baseline_networks
-
-    return build_baseline_networks(cfg, in_channels=in_channels, image_size=image_size)
+class TrainingDiverged(AgadError):
+    """A loss or weight became NaN or infinite."""
 
 
-def make_trainer(cfg: TrainConfig, G: nn.Module, D: nn.Module, dist_info: DistInfo | None = None):
-    if cfg.method == "agad":
-        return AGADTrainer(cfg, G, D, dist_info=dist_info)
-    from .baselines import BaselineTrainer
+def _check_record(record: dict[str, float]) -> None:
+    """The divergence guard: a non-finite loss term stops training, naming the term and the epoch."""
+    for key, value in record.items():
+        if isinstance(value, float) and not math.isfinite(value) and not key.startswith(("val/", "test/")):
+            raise TrainingDiverged(
+                f"training diverged at epoch {record.get('epoch')}: loss term {key} is {value}; lower the loss "
+                "weights or the learning rate (nothing was written as a finished run)")
 
-    return BaselineTrainer(cfg, G, D, dist_info=dist_info)
+
+def _check_weights(nets: Nets) -> None:
+    for role, module in (("generator", nets.G), ("discriminator", nets.D)):
+        if module is None:
+            continue
+        for name, t in module.state_dict().items():
+            if t.is_floating_point() and not bool(torch.isfinite(t).all()):
+                raise TrainingDiverged(f"training diverged: {role} tensor {name} is not finite; lower the loss "
+                                       "weights or the learning rate (nothing was written as a finished run)")
 
 
-def auroc_of(labels: np.ndarray, scores: np.ndarray) -> float:
-    if len(np.unique(labels)) < 2:
-        return float("nan")
-    return float(roc_auc_score(labels, scores))
+# ------------------------------------------------------------------------------------------- fit_model
+@dataclass
+class FitResult:
+    cfg: TrainConfig  # resolved
+    nets: Nets  # the kept scoring networks (e.g. the EMA copy of G) and D
+    scorer: nn.Module  # images in [-1, 1] -> scores
+    history: list[dict[str, float]]
+    kept_epoch: int
+    train_scores: np.ndarray  # scores of every normal training image given, held-out ones included (float64)
+    n_fit: int  # normal images trained on
+    n_validation: int  # images held out for validation (normal and anomalous)
+    n_anomalies: int
+    validation: dict[str, float] | None  # validation numbers at the kept epoch
+    seconds: float
+    d_resets: int
+    in_channels: int
+    image_size: int
+    device: torch.device
+    amp: torch.dtype | None
+    trainer: Any = field(repr=False, default=None)
+
+    def score(self, x: np.ndarray | torch.Tensor, *, return_reconstructions: bool = False):
+        return score_images(self.scorer, x, batch_size=self.cfg.eval_batch_size, device=self.device,
+                            amp_dtype=self.amp, channels_last=self.cfg.channels_last,
+                            return_reconstructions=return_reconstructions)
+
+
+def fit_model(
+    cfg: TrainConfig,
+    x_normal: np.ndarray,
+    x_anomaly: np.ndarray | None = None,
+    *,
+    val_pool: np.ndarray | None = None,
+    val: Validation | None = None,
+    x_test: np.ndarray | None = None,
+    y_test: np.ndarray | None = None,
+    progress: bool = True,
+    dist_info: DistInfo | None = None,
+) -> FitResult:
+    """Train ``cfg.method`` on uint8 (N, C, S, S) normal images and, optionally, labelled anomalies.
+
+    When the resolved config holds out a validation fraction, that share of ``x_normal`` is not trained on;
+    its scores give ``val/recon`` per epoch and choose the kept epoch (``select_epoch``). ``val_pool`` offers
+    unlabelled anomalous *training* images: as many as were held out join them as validation anomalies
+    (``val/auroc``). ``val`` is a labelled validation set given by the user (``val/auroc`` only).
+    ``x_test``/``y_test`` are scored per epoch only when ``cfg.track_test_auroc`` (a diagnostic).
+    """
+    cfg = cfg.resolved()
+    method = get_method(cfg.method)
+    n_anomalies = 0 if x_anomaly is None else len(x_anomaly)
+    device = resolve_device(cfg.device)
+    amp = resolve_precision(cfg.precision, device)
+    is_main = dist_info is None or dist_info.is_main
+    fraction = cfg.resolved_val_fraction()
+    x_fit, x_held, carved = x_normal, None, None
+    if fraction > 0:
+        x_fit, x_held = validation_split(x_normal, fraction, seed=cfg.seed)
+        if val_pool is not None and len(val_pool):
+            rng = np.random.default_rng(cfg.seed + 12345)
+            pick = np.sort(rng.choice(len(val_pool), size=min(len(val_pool), len(x_held)), replace=False))
+            carved = Validation(np.concatenate([x_held, val_pool[pick]]),
+                                np.concatenate([np.zeros(len(x_held), np.int64), np.ones(len(pick), np.int64)]))
+        else:
+            carved = Validation(x_held, np.zeros(len(x_held), np.int64))
+    in_channels, image_size = int(x_normal.shape[1]), int(x_normal.shape[-1])
+    nets = method.build(cfg, in_channels, image_size)
+    trainer = method.trainer(cfg, nets, dist_info)
+    keeper = EpochKeeper()
+
+    def score(scorer: nn.Module, x: np.ndarray) -> np.ndarray:
+        return score_images(scorer, x, batch_size=cfg.eval_batch_size, device=device, amp_dtype=amp,
+                            channels_last=cfg.channels_last)
+
+    def on_epoch(tr, record: dict[str, float]) -> None:
+        _check_record(record)
+        if not is_main:
+            return
+        scorer = method.scorer(tr.scoring_nets())
+        if carved is not None:  # training data only: fair for selection
+            s = score(scorer, carved.x)
+            if len(np.unique(carved.y)) > 1:
+                record["val/auroc"] = auroc_of(carved.y, s)
+            record["val/recon"] = float(s[carved.y == 0].mean())
+            key = selection_score(cfg.select_epoch, record)
+            if key is not None:
+                keeper.offer(tr.epoch, scorer, key)
+        if val is not None:
+            record["val/auroc"] = auroc_of(val.y, score(scorer, val.x))
+        if cfg.track_test_auroc and x_test is not None:  # a diagnostic (paper Fig. 6): chooses nothing
+            record["test/auroc"] = auroc_of(y_test, score(scorer, x_test))
+
+    t0 = time.perf_counter()
+    history = trainer.fit(torch.from_numpy(x_fit), torch.from_numpy(x_anomaly) if n_anomalies else None,
+                          progress=progress, on_epoch=on_epoch)
+    seconds = time.perf_counter() - t0
+    kept_nets = trainer.scoring_nets()
+    scorer = method.scorer(kept_nets)
+    keeper.restore(scorer)
+    _check_weights(kept_nets)
+    kept_epoch = keeper.epoch or len(history)
+    validation = None
+    if carved is not None or val is not None:
+        validation = {k: history[kept_epoch - 1][k] for k in ("val/auroc", "val/recon") if k in history[kept_epoch - 1]}
+    train_scores = check_finite(score(scorer, x_normal).astype(np.float64), "training scores")
+    return FitResult(cfg=cfg, nets=kept_nets, scorer=scorer.eval(), history=history, kept_epoch=kept_epoch,
+                     train_scores=train_scores, n_fit=len(x_fit),
+                     n_validation=0 if carved is None else len(carved.y), n_anomalies=n_anomalies, validation=validation,
+                     seconds=seconds, d_resets=int(getattr(trainer, "d_resets", 0)), in_channels=in_channels,
+                     image_size=image_size, device=device, amp=amp, trainer=trainer)
+
+
+# ------------------------------------------------------------------------------------------ run record
+def run_record(fit: FitResult, *, threshold: float, threshold_source: str, contamination: float,
+               data: dict[str, Any], command: str, world_size: int = 1,
+               estimator: dict[str, Any] | None = None) -> dict[str, Any]:
+    """config.json of a run: the same sections whether ``agad train`` or ``AGAD.fit`` trained it."""
+    cfg = fit.cfg
+    record = {
+        "format_version": FORMAT_VERSION,
+        "agad_version": __version__,
+        "config": cfg.to_dict(),
+        "model": {
+            "method": cfg.method,
+            "backbone": cfg.backbone,
+            "in_channels": fit.in_channels,
+            "image_size": fit.image_size,
+            "advprop": cfg.advprop,
+            "generator_parameters": count_parameters(fit.nets.G),
+            "discriminator_parameters": 0 if fit.nets.D is None else count_parameters(fit.nets.D),
+            "scores_with": "ema" if cfg.method == "agad" and cfg.ema_decay > 0 else "generator",
+        },
+        "preprocessing": {
+            "resize_to": fit.image_size, "channels": fit.in_channels,
+            "color": "grayscale (L)" if fit.in_channels == 1 else "RGB",
+            "resize": "Pillow bilinear to a square", "scale": "x/127.5 - 1 (uint8 -> [-1, 1])",
+        },
+        "threshold": float(threshold),
+        "contamination": float(contamination),
+        "threshold_source": threshold_source,
+        "score_scaling": {"method": "linear", "train_min": float(fit.train_scores.min()),
+                          "train_max": float(fit.train_scores.max())},
+        "data": {**data, "n_normal_train": int(fit.n_fit), "n_anomaly_train": int(fit.n_anomalies)},
+        "validation": fit.validation,
+        "kept_epoch": int(fit.kept_epoch),
+        "train_seconds": fit.seconds,
+        "d_resets": fit.d_resets,
+        "world_size": world_size,
+        "environment": {"python": platform.python_version(), "torch": torch.__version__,
+                        "device": str(fit.device), "amp": str(fit.amp)},
+        "command": command,
+    }
+    if estimator is not None:
+        record["estimator"] = estimator
+    return record
+
+
+def save_run(out: str | Path, *, nets: Nets, history: list[dict[str, float]], train_scores: np.ndarray | None,
+             record: dict[str, Any], overwrite: bool = False, figure: Any = None) -> Path:
+    """Write a run directory atomically: weights, history, training scores, then config.json.
+
+    ``figure``, if given, is called with the staging folder to add figures (e.g. ``reconstructions.png``).
+    """
+    from safetensors.numpy import save_file
+
+    final = Path(out)
+    with staging_dir(final, overwrite=overwrite) as tmp:
+        save_weights(nets.G, tmp / GENERATOR_FILE, {"role": "generator"})
+        if nets.D is not None:
+            save_weights(nets.D, tmp / DISCRIMINATOR_FILE, {"role": "discriminator"})
+        write_history(tmp / HISTORY_FILE, history)
+        if train_scores is not None:
+            save_file({"decision_scores": np.ascontiguousarray(train_scores, np.float64)},
+                      str(tmp / TRAIN_SCORES_FILE))
+        if figure is not None:
+            figure(tmp)
+        atomic_write_json(tmp / CONFIG_FILE, record)
+    return final
+
+
+def save_fit(out: str | Path, fit: FitResult, record: dict[str, Any], *, overwrite: bool = False,
+             figure: tuple[np.ndarray, np.ndarray, str] | None = None) -> Path:
+    """:func:`save_run` for a fresh :class:`FitResult`; ``figure`` = (x_test, y_test, title) adds
+    ``reconstructions.png`` for methods that reconstruct."""
+    draw = None
+    if figure is not None and hasattr(fit.scorer, "score_and_reconstruct"):
+        from .figures import reconstruction_figure
+
+        x_fig, y_fig, title = figure
+
+        def draw(tmp: Path) -> None:
+            reconstruction_figure(fit.scorer, x_fig, y_fig, tmp / "reconstructions.png", device=fit.device,
+                                  amp_dtype=fit.amp, title=title)
+
+    return save_run(out, nets=fit.nets, history=fit.history, train_scores=fit.train_scores, record=record,
+                    overwrite=overwrite, figure=draw)
+
+
+@dataclass
+class LoadedRun:
+    run_dir: Path
+    cfg: TrainConfig
+    meta: dict[str, Any]
+    nets: Nets
+    scorer: nn.Module
+    train_scores: np.ndarray | None
+
+
+def load_run(run_dir: str | Path, *, device: str | torch.device = "cpu") -> LoadedRun:
+    """Rebuild a run's scoring networks from its files alone (no pickle), in eval mode."""
+    from safetensors.numpy import load_file
+
+    run_dir = Path(run_dir)
+    meta = read_run_config(run_dir)
+    cfg = load_config(run_dir)
+    m = meta["model"]
+    method = get_method(cfg.method)
+    nets = method.build(cfg, int(m["in_channels"]), int(m["image_size"]))
+    load_weights(nets.G, run_dir / GENERATOR_FILE)
+    d_path = run_dir / DISCRIMINATOR_FILE
+    if nets.D is not None:
+        if d_path.is_file():
+            load_weights(nets.D, d_path)
+        elif method.labels == "ignores":  # the baselines score with D too
+            raise AgadError(f"weights file {d_path} is missing; is this a complete run directory?")
+        else:
+            nets.D = None
+    fmt = torch.channels_last if cfg.channels_last else torch.contiguous_format
+    dev = torch.device(device) if not isinstance(device, torch.device) else device
+    # the memory format of training, so that scores match the fitted model's bit for bit
+    for module in (nets.G, nets.D):
+        if module is not None:
+            module.to(dev, memory_format=fmt).eval()
+    scores = None
+    scores_path = run_dir / TRAIN_SCORES_FILE
+    if scores_path.is_file():
+        try:
+            scores = load_file(str(scores_path))["decision_scores"].astype(np.float64)
+        except Exception as exc:  # safetensors raises its own error types
+            raise AgadError(f"cannot read {scores_path}: {exc}; the file is corrupt") from None
+    return LoadedRun(run_dir, cfg, meta, nets, method.scorer(nets).eval(), scores)
+
+
+# ------------------------------------------------------------------------------------- agad train / evaluate
+def prepare_split(cfg: TrainConfig) -> tuple[Split, Any]:
+    """Load the dataset named by the config and apply the one-class protocol (errors before any file is written)."""
+    ds = load_dataset(cfg.data, image_size=cfg.image_size)
+    split = one_class_split(
+        ds, cfg.normal_class, gamma=cfg.gamma, known_classes=cfg.known_classes, seed=cfg.seed, mode=cfg.protocol
+    )
+    return split, ds
+
+
+def _validation_pool(cfg: TrainConfig, split: Split, ds) -> np.ndarray:
+    """Training images of the classes the test calls anomalous, minus the labelled anomalies."""
+    if cfg.protocol == "one-vs-rest":
+        pool = np.flatnonzero(ds.y_train != cfg.normal_class)
+    else:
+        pool = np.flatnonzero(ds.y_train == cfg.normal_class)
+    return ds.x_train[np.setdiff1d(pool, split.anomaly_indices)]
 
 
 @dataclass
 class TrainResult:
     run_dir: Path | None
-    trainer: Any
+    fit: FitResult
     split: Split
     threshold: float
-    seconds: float
 
 
 def train(
@@ -170,146 +393,58 @@ def train(
     overwrite: bool = False,
     figure: bool = True,
     command: str | None = None,
+    contamination: float = DEFAULT_CONTAMINATION,
 ) -> TrainResult:
-    """Train one model and write its run directory (atomically). ``out=None`` keeps it in memory only."""
+    """``agad train``: one model on a dataset's one-class split, written to ``out`` (None: in memory only)."""
     if out is not None and Path(out).exists() and not overwrite:  # fail before any work, not after training
         raise AgadError(f"output directory {out} already exists; choose another --out or pass --force to replace it")
-    cfg = cfg.resolved()  # "auto" values made concrete: the run records what it did
+    cfg = cfg.resolved()
     device = resolve_device(cfg.device)
     dist_info = init_distributed(device)
     if cfg.num_threads:
         torch.set_num_threads(cfg.num_threads)
-    split, ds = _split_and_dataset(cfg)
-    class_names = list(ds.class_names)
-    split, val = carve_validation(cfg, split, ds)
-    in_channels, image_size = int(split.x_normal.shape[1]), int(split.x_normal.shape[-1])
-    G, D = build_networks(cfg, in_channels, image_size)
-    trainer = make_trainer(cfg, G, D, dist_info)
-
-    x_test = torch.from_numpy(split.x_test)
-    amp = resolve_precision(cfg.precision, device)
-
-    kept = EpochKeeper()
-
-    def on_epoch(tr, record):
-        if val is not None and dist_info.is_main:  # training data only: fair for selection
-            s = score_images(tr.scoring_generator, val.x, batch_size=cfg.eval_batch_size, device=device,
-                             amp_dtype=amp, channels_last=cfg.channels_last)
-            record["val/auroc"] = auroc_of(val.y, s)
-            record["val/recon"] = float(s[val.y == 0].mean())
-            key = selection_score(cfg.select_epoch, record)
-            if key is not None:
-                kept.offer(tr, key)
-        # Diagnostics only (paper Fig. 6): recorded, never used to choose anything.
-        if cfg.track_test_auroc and dist_info.is_main:
-            s = score_images(tr.scoring_generator, x_test, batch_size=cfg.eval_batch_size, device=device,
-                             amp_dtype=amp, channels_last=cfg.channels_last)
-            record["test/auroc"] = auroc_of(split.y_test, s)
-
-    t0 = time.perf_counter()
-    x_anom = torch.from_numpy(split.x_anomaly) if len(split.x_anomaly) else None
-    history = trainer.fit(torch.from_numpy(split.x_normal), x_anom, progress=progress, on_epoch=on_epoch)
-    seconds = time.perf_counter() - t0
-
-    G_score = trainer.scoring_generator
-    kept.restore(G_score)
-    train_scores = score_images(G_score, split.x_normal, batch_size=cfg.eval_batch_size, device=device,
-                                amp_dtype=amp, channels_last=cfg.channels_last)
-    threshold = float(np.quantile(train_scores, 1.0 - DEFAULT_CONTAMINATION))
-    result = TrainResult(run_dir=None, trainer=trainer, split=split, threshold=threshold, seconds=seconds)
+    split, ds = prepare_split(cfg)
+    pool = _validation_pool(cfg, split, ds) if cfg.resolved_val_fraction() > 0 else None
+    fit = fit_model(cfg, split.x_normal, split.x_anomaly if len(split.x_anomaly) else None, val_pool=pool,
+                    x_test=split.x_test, y_test=split.y_test, progress=progress, dist_info=dist_info)
+    threshold = contamination_threshold(fit.train_scores, contamination)
+    result = TrainResult(run_dir=None, fit=fit, split=split, threshold=threshold)
     if out is None or not dist_info.is_main:
         return result
-
-    meta = {
-        "format_version": 1,
-        "agad_version": __version__,
-        "config": cfg.to_dict(),
-        "model": {
-            "method": cfg.method,
-            "backbone": cfg.backbone,
-            "in_channels": in_channels,
-            "image_size": image_size,
-            "advprop": cfg.advprop,
-            "generator_parameters": count_parameters(G),
-            "discriminator_parameters": count_parameters(D),
-            "scores_with": "ema" if getattr(trainer, "G_ema", None) is not None else "generator",
-        },
-        "preprocessing": {"resize_to": image_size, "channels": in_channels, "scale": "x/127.5 - 1 (uint8 -> [-1, 1])"},
-        "threshold": threshold,
-        "contamination": DEFAULT_CONTAMINATION,
-        "threshold_source": "quantile of training-normal scores",
-        "data": {
-            "class_names": class_names,
-            "n_normal_train": int(len(split.x_normal)),
-            "n_anomaly_train": int(len(split.x_anomaly)),
-            "anomaly_classes": sorted({int(c) for c in split.anomaly_classes}),
-            "n_test": int(len(split.y_test)),
-            "n_validation": 0 if val is None else int(len(val.y)),
-        },
-        # the validation numbers of the weights that were kept (the last epoch unless select_epoch says otherwise)
-        "validation": None if val is None else {k: history[(kept.epoch or len(history)) - 1][k]
-                                                for k in ("val/auroc", "val/recon")},
-        "kept_epoch": kept.epoch or len(history),
-        "train_seconds": seconds,
-        "d_resets": int(getattr(trainer, "d_resets", 0)),
-        "world_size": dist_info.world_size,
-        "environment": {"python": platform.python_version(), "torch": torch.__version__,
-                        "device": str(device), "amp": str(amp)},
-        "command": command or " ".join(sys.argv),
+    data = {
+        "source": cfg.data,
+        "class_names": list(ds.class_names),
+        "anomaly_classes": sorted({int(c) for c in split.anomaly_classes}),
+        "n_test": int(len(split.y_test)),
+        "n_validation": fit.n_validation,
     }
-    with staging_dir(Path(out), overwrite=overwrite) as tmp:
-        save_weights(getattr(G_score, "G", G_score), tmp / GENERATOR_FILE, {"role": "generator"})
-        save_weights(trainer.D, tmp / DISCRIMINATOR_FILE, {"role": "discriminator"})
-        write_history(tmp / HISTORY_FILE, history)
-        atomic_write_json(tmp / CONFIG_FILE, meta)
-        if figure:
-            from .figures import reconstruction_figure
-
-            reconstruction_figure(G_score, split.x_test, split.y_test, tmp / "reconstructions.png", device=device,
-                                  amp_dtype=amp, title=f"{cfg.data}, normal class {cfg.normal_class}")
-    result.run_dir = Path(out)
+    record = run_record(fit, threshold=threshold, threshold_source="quantile of training-normal scores",
+                        contamination=contamination, data=data, command=command or " ".join(sys.argv),
+                        world_size=dist_info.world_size)
+    title = f"{cfg.data}, normal class {cfg.normal_class}"
+    result.run_dir = save_fit(out, fit, record, overwrite=overwrite,
+                              figure=(split.x_test, split.y_test, title) if figure else None)
     return result
 
 
-def load_generator(run_dir: str | Path, *, device: str | torch.device = "cpu") -> tuple[TrainConfig, dict, nn.Module]:
-    """Rebuild the scoring generator of a run from its files alone (no pickle)."""
-    run_dir = Path(run_dir)
-    meta = read_run_config(run_dir)
-    cfg = load_config(run_dir)
-    m = meta["model"]
-    G, D = build_networks(cfg, int(m["in_channels"]), int(m["image_size"]))
-    load_weights(G, run_dir / GENERATOR_FILE)
-    if cfg.method != "agad":
-        from .baselines import make_scorer
-
-        load_weights(D, run_dir / DISCRIMINATOR_FILE)
-        G = make_scorer(cfg, G, D)
-    G.to(device).eval()
-    return cfg, meta, G
-
-
 def evaluate(run_dir: str | Path, *, device: str = "auto", batch_size: int | None = None) -> dict[str, Any]:
-    """AUROC and average precision of a run on its test split; writes metrics.json and scores.csv."""
+    """AUROC, AUPR and the threshold's F1 of a run on its test split; writes metrics.json and scores.csv."""
     run_dir = Path(run_dir)
-    cfg, meta, G = load_generator(run_dir)
+    run = load_run(run_dir)
+    cfg, meta = run.cfg, run.meta
     dev = resolve_device(device if device != "auto" else cfg.device)
-    G.to(dev)
+    run.scorer.to(dev)
     split, _ = prepare_split(cfg)
     amp = resolve_precision(cfg.precision, dev)
     t0 = time.perf_counter()
-    scores = score_images(G, split.x_test, batch_size=batch_size or cfg.eval_batch_size, device=dev,
+    scores = score_images(run.scorer, split.x_test, batch_size=batch_size or cfg.eval_batch_size, device=dev,
                           amp_dtype=amp, channels_last=cfg.channels_last)
     seconds = time.perf_counter() - t0
+    check_finite(scores, f"scores of {run_dir}")
     y = split.y_test
-    threshold = float(meta.get("threshold", np.nan))
-    pred = (scores > threshold).astype(int)
-    metrics = {
-        "auroc": auroc_of(y, scores),
-        "aupr": float(average_precision_score(y, scores)) if len(np.unique(y)) > 1 else float("nan"),
+    metrics = metrics_at(y, scores, float(meta["threshold"]))
+    metrics.update({
         "n_test": int(len(y)),
-        "n_anomalous": int(y.sum()),
-        "threshold": threshold,
-        "accuracy_at_threshold": float((pred == y).mean()),
         "score_seconds": seconds,
         "normal_class": cfg.normal_class,
         "gamma": cfg.gamma,
@@ -320,8 +455,13 @@ def evaluate(run_dir: str | Path, *, device: str = "auto", batch_size: int | Non
         "epochs": cfg.epochs,
         "train_seconds": meta.get("train_seconds"),
         "validation": meta.get("validation"),
-    }
+    })
     write_scores_csv(run_dir / SCORES_FILE, scores, y)
     atomic_write_json(run_dir / METRICS_FILE, metrics)
     return metrics
 
+
+__all__ = ["EpochKeeper", "FitResult", "LoadedRun", "TrainResult", "TrainingDiverged", "Validation", "evaluate",
+           "fit_model", "load_run", "prepare_split", "read_history", "run_record", "save_fit", "save_run",
+           "selection_score",
+           "train"]

@@ -42,15 +42,9 @@ from torch.optim.swa_utils import AveragedModel
 from . import losses
 from .config import TrainConfig
 from .errors import AgadError
-from .nets import aux_bn, frozen_bn, has_aux_bn, init_weights, recompute_bn_statistics, untracked_bn
+from .nets import Nets, aux_bn, frozen_bn, has_aux_bn, init_weights, recompute_bn_statistics, untracked_bn
 from .runtime import DistInfo, autocast, resolve_device, resolve_precision
-
-
-def to_unit_range(x: Tensor) -> Tensor:
-    """uint8 [0, 255] -> float32 [-1, 1]; float input is passed through unchanged."""
-    if x.dtype == torch.uint8:
-        return x.float().div_(127.5).sub_(1.0)
-    return x.float()
+from .scoring import to_unit_range
 
 
 def _l1_per_image(a: Tensor, b: Tensor) -> Tensor:
@@ -139,6 +133,10 @@ class AGADTrainer:
             return self._rescored
         return self.G_ema.module if self.G_ema is not None else self.G
 
+    def scoring_nets(self) -> Nets:
+        """The networks that score now (agad.methods' trainer interface)."""
+        return Nets(self.scoring_generator, self.D)
+
     def _recompute_scoring_bn(self, x_normal: Tensor, x_anomaly: Tensor | None) -> None:
         """scoring_bn="recomputed": refresh the scoring copy from the current (EMA) generator."""
         self._rescored = None
@@ -156,25 +154,17 @@ class AGADTrainer:
     def _prep(self, x: Tensor) -> Tensor:
         return to_unit_range(x.to(self.device, non_blocking=True)).contiguous(memory_format=self.memory_format)
 
-    def _adcon_weight(self, progress_epochs: float) -> float:
-        if not self.cfg.ca:
-            return 0.0
-        if self.cfg.adcon_warmup_epochs > 0:
-            return self.cfg.w_adcon * min(1.0, progress_epochs / self.cfg.adcon_warmup_epochs)
-        return self.cfg.w_adcon
-
     def _pseudo(self, x_hat: Tensor) -> Tensor:
         """The pseudo-anomaly x̂₂ = G(x̂), through the auxiliary BN when AdvProp is on."""
-        inp = x_hat.detach() if self.cfg.detach_pseudo else x_hat
         with contextlib.ExitStack() as stack:
             if self.cfg.advprop:
                 stack.enter_context(aux_bn(self.G))
             if not self.cfg.track_bn_pseudo:
                 stack.enter_context(untracked_bn(self.G))
-            return self._g_fwd(inp)
+            return self._g_fwd(x_hat)
 
     # --------------------------------------------------------------------- step
-    def step(self, x_n: Tensor, x_a: Tensor | None = None, *, progress_epochs: float = 0.0) -> dict[str, float]:
+    def step(self, x_n: Tensor, x_a: Tensor | None = None) -> dict[str, float]:
         """One step of Algorithm 1 on a batch of normal images and, optionally, labelled anomalies.
 
         Both inputs are (B, C, H, W), already in [-1, 1] on the device.
@@ -182,7 +172,7 @@ class AGADTrainer:
         cfg = self.cfg
         self.G.train()
         self.D.train()
-        w_adcon = self._adcon_weight(progress_epochs)
+        w_adcon = cfg.w_adcon if cfg.ca else 0.0
         n_n = x_n.shape[0]
         n_a = 0 if x_a is None else x_a.shape[0]
         f_n, f_a = n_n / (n_n + n_a), n_a / (n_n + n_a)  # L = y·L_a + (1 - y)·L_n averaged over the batch
@@ -196,8 +186,7 @@ class AGADTrainer:
             fake_logits, z_hat = self._d_fwd(x_hat)
             g_terms = losses.generator_normal_loss(
                 fake_logits=fake_logits, x=x_n, x_hat=x_hat, x_hat2=x_hat2, z=z.detach(), z_hat=z_hat,
-                w_adv=cfg.w_adv, w_con=cfg.w_con, w_adcon=w_adcon, w_lat=cfg.w_lat,
-                adcon_form=cfg.adcon_form, adcon_margin=cfg.adcon_margin, eps=cfg.eps,
+                w_adv=cfg.w_adv, w_con=cfg.w_con, w_adcon=w_adcon, w_lat=cfg.w_lat, eps=cfg.eps,
             )
             # D sees x̂ as it was before G's update; autograd.grad below keeps G out of D's gradient.
             d_loss = losses.discriminator_loss(real_logits=real_logits, fake_logits=fake_logits)
@@ -224,13 +213,9 @@ class AGADTrainer:
                         dist_a = _l1_per_image(x_a, xa_hat)
                 real_a_logits, z_a = self._d_fwd(x_a)
                 fake_a_logits, z_a_hat = self._d_fwd(xa_hat)
-                # anomaly_margin: the push stops at a multiple of this batch's normal distances
-                m = cfg.anomaly_margin
                 a_terms = losses.generator_anomaly_loss(
                     fake_logits=fake_a_logits, distance=dist_a, z=z_a.detach(), z_hat=z_a_hat,
                     w_adv=cfg.w_adv, w_adcon=cfg.w_adcon, w_lat=cfg.w_lat, eps=cfg.eps,
-                    dist_cap=m * g_terms["con"].detach() if m > 0 else None,
-                    lat_cap=m * g_terms["lat"].detach() if m > 0 else None,
                 )
                 d_a = losses.discriminator_anomaly_loss(real_logits=real_a_logits)
                 g_loss = g_loss + f_a * a_terms["total"]
@@ -244,8 +229,8 @@ class AGADTrainer:
         d_params = [p for p in self.D.parameters() if p.requires_grad]
         g_grads = torch.autograd.grad(g_loss, g_params, retain_graph=True, allow_unused=True)
         d_grads = torch.autograd.grad(d_total, d_params, allow_unused=True)
-        self._apply(self.opt_g, g_params, g_grads, clip=cfg.grad_clip)
-        self._apply(self.opt_d, d_params, d_grads, clip=0.0)
+        self._apply(self.opt_g, g_params, g_grads)
+        self._apply(self.opt_d, d_params, d_grads)
         if self.G_ema is not None:
             self.G_ema.update_parameters(self.G)
 
@@ -273,7 +258,7 @@ class AGADTrainer:
                     dist.broadcast(t.data, src=0)
             self.d_resets += 1
 
-    def _apply(self, opt: torch.optim.Optimizer, params, grads, *, clip: float) -> None:
+    def _apply(self, opt: torch.optim.Optimizer, params, grads) -> None:
         for p, g in zip(params, grads):
             p.grad = g if g is not None else torch.zeros_like(p)
         if self.dist.enabled:  # data parallel: average gradients over processes, as DDP does
@@ -285,20 +270,8 @@ class AGADTrainer:
                 n = p.numel()
                 p.grad.copy_(flat[offset : offset + n].view_as(p.grad))
                 offset += n
-        if clip > 0:
-            nn.utils.clip_grad_norm_(params, clip)
         opt.step()
         opt.zero_grad(set_to_none=True)
-
-    def _set_lr(self, progress_epochs: float) -> float:
-        """G's and D's learning rate for a step taken ``progress_epochs`` into training (cfg.lr_schedule)."""
-        lr = self.cfg.lr
-        if self.cfg.lr_schedule == "cosine":
-            lr *= 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress_epochs / self.cfg.epochs)))
-            for opt in (self.opt_g, self.opt_d):
-                for group in opt.param_groups:
-                    group["lr"] = lr
-        return lr
 
     # ---------------------------------------------------------------------- fit
     def fit(
@@ -353,9 +326,7 @@ class AGADTrainer:
                 if stream is not None:
                     a_idx = torch.tensor([next(stream) for _ in range(n_a)])
                     x_a = x_anomaly[a_idx]
-                at = self.epoch + i / len(batches)
-                lr = self._set_lr(at)
-                logs = self.step(x_normal[idx], x_a, progress_epochs=at)
+                logs = self.step(x_normal[idx], x_a)
                 for k, v in logs.items():
                     sums[k] += v
                 if progress and i % 5 == 0:
@@ -372,8 +343,6 @@ class AGADTrainer:
             record["epoch"] = self.epoch
             record["seconds"] = time.perf_counter() - t0
             record["d_resets"] = self.d_resets
-            if cfg.lr_schedule != "constant" and batches:
-                record["lr"] = lr  # the last step's
             if not math.isfinite(record.get("G/total", 0.0)):
                 record["nonfinite"] = 1.0
             if on_epoch is not None:
@@ -385,49 +354,3 @@ class AGADTrainer:
                 tqdm.write(f"epoch {self.epoch}: {terms}{extra} ({record['seconds']:.1f}s)")
         return self.history
 
-
-@torch.inference_mode()
-def score_images(
-    G: nn.Module,
-    x: Tensor | np.ndarray,
-    *,
-    batch_size: int = 256,
-    device: torch.device | str = "cpu",
-    amp_dtype: torch.dtype | None = None,
-    channels_last: bool = True,
-    return_reconstructions: bool = False,
-):
-    """Anomaly scores ||x - G(x)||_2 per image, streamed in batches (flat memory).
-
-    ``x`` is (N, C, H, W) uint8 or [-1, 1] float. With ``return_reconstructions``
-    also returns G(x) in [-1, 1] as a float32 tensor (only for small sets).
-    """
-    device = resolve_device(device) if device == "auto" else torch.device(device)
-    if isinstance(x, np.ndarray):
-        x = torch.from_numpy(x)
-    was_training = G.training
-    G.eval()
-    fmt = torch.channels_last if channels_last else torch.contiguous_format
-    # One preallocated buffer, filled in place: a small tensor kept per batch between the batch-sized
-    # allocations fragmented the heap, and RSS grew with N (by 160-660 MB over 70,000 1x32x32 images).
-    out = torch.empty(len(x), dtype=torch.float32, device=device)
-    recons = []
-    try:
-        for i in range(0, len(x), batch_size):
-            xb = to_unit_range(x[i : i + batch_size].to(device)).contiguous(memory_format=fmt)
-            with autocast(device, amp_dtype):
-                # Baselines score differently (e.g. GANomaly's latent distance): they say so with anomaly_score.
-                if hasattr(G, "anomaly_score"):
-                    out[i : i + len(xb)] = G.anomaly_score(xb).float()
-                    xh = G(xb) if return_reconstructions else None
-                else:
-                    xh = G(xb)
-                    out[i : i + len(xb)] = losses.anomaly_score(xb, xh)
-            if return_reconstructions:
-                recons.append(xh.float().cpu())
-    finally:
-        G.train(was_training)
-    s = out.cpu().numpy()  # one device-to-host copy, after the last batch
-    if return_reconstructions:
-        return s, (torch.cat(recons) if recons else torch.zeros(0))
-    return s

@@ -7,5 +7,5 @@
   ``metrics.json`` only (never the trainer), with the paper's numbers beside.
 - :mod:`agad.experiments.figures`: Fig. 2 / 4 / 6 and loss curves from run
   directories.
-- :mod:`agad.experiments.paper`: the numbers the paper reports (SPEC §6).
+- :mod:`agad.experiments.paper`: the numbers the paper reports.
 """

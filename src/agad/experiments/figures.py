@@ -146,8 +146,8 @@ def recon_figure(run_dirs: Sequence[str | Path], out: str | Path, *, per_group: 
     anomalous classes (:func:`pick_spread`).
     """
     from ..figures import reconstruction_rows
-    from ..pipeline import load_generator, prepare_split
-    from ..train import score_images
+    from ..pipeline import load_run, prepare_split
+    from ..scoring import score_images
 
     dirs = [Path(d) for d in run_dirs]
     if not dirs:
@@ -163,14 +163,16 @@ def recon_figure(run_dirs: Sequence[str | Path], out: str | Path, *, per_group: 
         if not (d / "generator.safetensors").is_file():
             raise AgadError(f"{d} has no generator weights (grids drop them unless --keep-weights); "
                             "re-run it with --keep-weights")
-    cfg0, _, _ = load_generator(dirs[0], device=device)
-    split, names = prepare_split(cfg0)
+    cfg0 = load_run(dirs[0], device=device).cfg
+    split, ds = prepare_split(cfg0)
+    names = list(ds.class_names)
     idx = pick_spread(split.y_test, split.test_classes, per_group)
     x = split.x_test[idx]  # (16, C, H, W) uint8
     rows: list[tuple[str, np.ndarray]] = [("input", x)]
     for d in dirs:
-        cfg, _, G = load_generator(d, device=device)
-        _, recon = score_images(G, x, device=device, return_reconstructions=True)
+        run = load_run(d, device=device)
+        cfg = run.cfg
+        _, recon = score_images(run.scorer, x, device=device, return_reconstructions=True)
         label = METHOD_LABEL.get(cfg.method, cfg.method) + (f" ({cfg.backbone})" if cfg.method == "agad" else "")
         rows.append((label, recon.numpy()))
     normal = names[cfg0.normal_class] if cfg0.normal_class < len(names) else cfg0.normal_class

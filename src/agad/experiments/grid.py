@@ -52,7 +52,7 @@ import typing
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Sequence
 
-from ..config import BACKBONES, BASELINE_BACKBONES, TrainConfig
+from ..config import BACKBONES, BASELINE_BACKBONES, RUNTIME_FIELDS, TrainConfig
 from ..errors import AgadError
 
 TABLES = ("table1", "table2", "table3", "table4", "table5", "table9", "baselines")
@@ -61,9 +61,6 @@ CONFIG_FILE = "config.json"  # = agad.runs.CONFIG_FILE (not imported: agad.runs 
 METRICS_FILE = "metrics.json"
 WEIGHT_SUFFIX = ".safetensors"
 
-# How the run is executed, not what it computes: left out of the run's identity so that the same
-# grid resumes on a machine with another core count or device.
-RUNTIME_FIELDS = frozenset({"num_threads", "device", "compile", "eval_batch_size", "channels_last"})
 # Dataset names that load_dataset resolves by name (anything else is a path).
 DATASET_NAMES = ("mnist-sample", "mnist", "fashion-mnist", "cifar10", "cifar100")
 N_CLASSES = {"mnist-sample": 10, "mnist": 10, "fashion-mnist": 10, "cifar10": 10, "cifar100": 20}
@@ -72,10 +69,9 @@ STDERR_TAIL = 2000
 # shown in its row labels (so a change of AGAD's defaults does not orphan baseline runs). The baselines
 # score with G itself.
 AGAD_ONLY = frozenset({"ca", "advprop", "freeze_bn_anomalies", "track_bn_anomalies", "track_bn_pseudo",
-                       "scoring_bn", "scoring_bn_anomaly_weight", "anomaly_distance", "w_adcon", "adcon_form",
-                       "adcon_margin", "adcon_warmup_epochs", "detach_pseudo", "anomaly_margin", "ema_decay"})
+                       "scoring_bn", "scoring_bn_anomaly_weight", "anomaly_distance", "w_adcon", "ema_decay"})
 
-# Table defaults (SPEC §6). Gammas as in the paper's columns.
+# Table defaults: the gammas of the paper's columns.
 GAMMAS_T2 = (0.0, 0.01, 0.05, 0.1, 0.2)
 GAMMAS_T34 = (0.0, 0.01, 0.03, 0.05, 0.1)
 GAMMAS_T5 = (0.0, 0.01, 0.05, 0.1)  # the paper prints no Table 5 numbers; the Table 2 grid without 0.2
@@ -100,8 +96,8 @@ def _field_types() -> dict[str, Any]:
 
 
 # Run names were first built against these values; later changes of TrainConfig's defaults must not
-# rename existing runs (the stability defaults of issue 7 changed after the first grids ran).
-NAME_BASELINE_OVERRIDES = {"detach_pseudo": False, "ema_decay": 0.0, "advprop": False}
+# rename existing runs (the stability defaults changed after the first grids ran).
+NAME_BASELINE_OVERRIDES = {"ema_decay": 0.0, "advprop": False}
 
 
 def _defaults() -> dict[str, Any]:

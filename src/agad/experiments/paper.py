@@ -1,4 +1,4 @@
-"""What the paper reports (SPEC §6), as data, and a lookup for the tables.
+"""What the paper reports as data, and a lookup for the tables.
 
 AUROC in %. These are the paper's claims, copied as printed; some are not
 self-consistent (MNIST naive: the listed per-class values average to 98.87

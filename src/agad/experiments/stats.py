@@ -54,7 +54,7 @@ def tukey_filter(values: Iterable[float], k: float = 1.5) -> np.ndarray:
 
 
 def last_half_spread(curve: Iterable[float]) -> float:
-    """Max - min of a per-epoch curve over its last half (epochs ``len // 2`` onwards; issue 7's stability
+    """Max - min of a per-epoch curve over its last half (epochs ``len // 2`` onwards; the stability
     measure: 15 epochs -> epochs 8-15). NaN for an empty curve.
     """
     v = [float(x) for x in curve]

@@ -65,7 +65,7 @@ CURVES_NOTE = (
     "epoch to epoch; where the headline keeps another epoch (a label-free rule), the two numbers differ. "
     "With several seeds: the mean over seeds of each."
 )
-STEADY_SPREAD = 2.0  # issue 7's target: a last-half spread under 2 points
+STEADY_SPREAD = 2.0  # the steadiness target: a last-half spread under 2 points
 
 
 # ------------------------------------------------------------------ reading artefacts

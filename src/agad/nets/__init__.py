@@ -25,6 +25,8 @@ D          661,376      663,424
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from torch import nn
 
 from ..errors import AgadError
@@ -38,6 +40,7 @@ from .unetpp import UNetPlusPlusGenerator
 
 __all__ = [
     "GENERATORS",
+    "Nets",
     "build_generator",
     "build_discriminator",
     "count_parameters",
@@ -55,6 +58,15 @@ __all__ = [
     "untracked_bn",
     "init_weights",
 ]
+
+@dataclass
+class Nets:
+    """A method's networks: ``G`` scores (a generator, or a reference detector's only network); ``D`` is the
+    discriminator of the adversarial methods. Run directories store them as generator / discriminator."""
+
+    G: nn.Module
+    D: nn.Module | None = None
+
 
 GENERATORS: dict[str, type[nn.Module]] = {
     "naive": NaiveGenerator,

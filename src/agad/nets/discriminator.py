@@ -1,6 +1,6 @@
 """The discriminator D: two feature blocks and a fully convolutional classifier.
 
-SPEC section 2 calls it "VGG-like": two Conv-BN-LeakyReLU(0.2) blocks that give
+The paper calls it "VGG-like": two Conv-BN-LeakyReLU(0.2) blocks that give
 the latent features z used by the latent loss, then a classifier that gives
 one real/fake logit per image. Both feature blocks use kernel-4 stride-2
 convs (DCGAN style) rather than stride-1 VGG convs: measured on CPU, that made

@@ -1,6 +1,6 @@
 """The ``naive`` backbone: GANomaly's DCGAN encoder-decoder with a 100x1x1 bottleneck.
 
-For 32x32 inputs it is exactly SPEC section 2's table (kernel 4, stride 2,
+For 32x32 inputs it is exactly the paper's naive-backbone table (kernel 4, stride 2,
 padding 1 unless noted; no conv biases, as in DCGAN/GANomaly)::
 
     encoder                                decoder

@@ -12,10 +12,10 @@
     Table 8 says 7.76M. The same network without BN and with conv biases (the
     original Keras code) has 7,759,521; the UNet++ of the same code has
     9,041,601 = the paper's 9.04M. Two exact matches from one code base are
-    why this is the default, although SPEC section 2 describes the backbone as
+    why this is the default, although the paper's text describes the backbone as
     pix2pix / Skip-GANomaly style.
 
-``style="pix2pix"`` (SPEC section 2's reading)
+``style="pix2pix"`` (the paper text's reading)
     pix2pix's / Skip-GANomaly's ``UnetGenerator``: ngf 64, kernel-4 stride-2
     convs, channels ngf * min(2**k, 8), ``log2(size)`` downsamplings down to
     1x1 (5 for 32x32, 7 for 128x128), LeakyReLU(0.2) down, ReLU up, BN

@@ -1,12 +1,12 @@
-"""`agad models`: size, cost and measured speed of each generator backbone (the paper's Table 8).
+"""`python benchmarks/models.py`: size, cost and measured speed of each generator backbone (the paper's Table 8).
 
 For each backbone: parameters of G and D at 1x32x32 and 3x32x32, G's forward
 FLOPs per image (convolutions and matmuls, ``FlopCounterMode``), the median
 latency of one 1x32x32 image (batch 1, eval mode, inference mode) and the
 throughput at batch 256, on the device and precision asked for.
 
-    agad models                 # markdown table, fp32 on this machine
-    agad models --json --precision bf16
+    python benchmarks/models.py                 # markdown table, fp32 on this machine
+    python benchmarks/models.py --json --precision bf16
 
 >>> rows = model_rows(["naive"], repeats=3, batch_repeats=1)   # doctest: +SKIP
 >>> rows[0]["g_params_1ch"]                                    # doctest: +SKIP
@@ -23,10 +23,10 @@ from typing import Any
 
 import torch
 
-from ..config import BACKBONES, DEVICES, PRECISIONS
-from ..nets import build_discriminator, build_generator, count_parameters
-from ..runtime import autocast, resolve_device, resolve_precision
-from .speed import forward_flops, sync
+from agad.config import BACKBONES, DEVICES, PRECISIONS
+from agad.nets import build_discriminator, build_generator, count_parameters
+from agad.runtime import autocast, resolve_device, resolve_precision
+from speed import forward_flops, sync
 
 # The paper's Table 8: parameters (1-channel 32x32) and inference time of one 32x32 image on an NVIDIA A40.
 PAPER_TABLE8 = {
@@ -121,11 +121,9 @@ def cmd_models(args: argparse.Namespace) -> int:
     return 0
 
 
-def register(subparsers) -> None:
-    """Add `agad models` (the `agad bench speed` parser is added by agad.experiments.cli via add_speed_parser)."""
-    p = subparsers.add_parser("models", help="parameters, FLOPs and measured latency of each backbone (Table 8)",
-                              description=__doc__.split("\n\n>>>")[0],
-                              formatter_class=argparse.RawDescriptionHelpFormatter)
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python benchmarks/models.py", description=__doc__.split("\n\n>>>")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--backbones", nargs="+", choices=BACKBONES, default=list(BACKBONES))
     p.add_argument("--precision", choices=PRECISIONS, default="fp32",
                    help="fp32 (default, comparable with the paper's table), bf16 or auto")
@@ -134,4 +132,8 @@ def register(subparsers) -> None:
     p.add_argument("--batch-repeats", type=int, default=3, help="batch-256 forwards timed (median)")
     p.add_argument("--threads", type=int, default=0, help="torch.set_num_threads (0: PyTorch's default)")
     p.add_argument("--json", action="store_true", help="print the rows as JSON")
-    p.set_defaults(func=cmd_models)
+    return p
+
+
+if __name__ == "__main__":
+    raise SystemExit(cmd_models(build_parser().parse_args()))

@@ -1,4 +1,4 @@
-"""`agad bench speed`: what a training step and scoring cost, measured side by side in one run.
+"""`python benchmarks/speed.py`: what a training step and scoring cost, measured side by side in one run.
 
 For each generator backbone, on the same random batch and the same machine:
 
@@ -44,9 +44,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..config import BACKBONES, DEVICES, PRECISIONS, TrainConfig
-from ..nets import build_discriminator, build_generator
-from ..runtime import resolve_device, resolve_precision
+from agad.config import BACKBONES, DEVICES, PRECISIONS, TrainConfig
+from agad.nets import build_discriminator, build_generator
+from agad.methods import ReconstructionScorer
+from agad.runtime import resolve_device, resolve_precision
 
 # Targets of the project's performance issue, checked on the machine that runs the benchmark.
 TARGET_TRAIN_VS_EAGER = 1.7  # agad step >= 1.7x the plain eager fp32 step
@@ -127,7 +128,7 @@ class EagerAGADStep:
     target) and calls ``backward`` (which also fills D's unused gradients); the
     D phase runs D(x) and D(x̂.detach()) again. Same losses and weights as
     :mod:`agad.losses` with the linear contextual adversarial term; it follows
-    the config's ``detach_pseudo`` and ``ema_decay`` (a plain per-parameter EMA
+    the config's ``ema_decay`` (a plain per-parameter EMA
     loop with the trainer's warm-up), so it does the same work as the shipped step.
     """
 
@@ -145,7 +146,7 @@ class EagerAGADStep:
         D.train()
         # G step
         x_hat = G(x)
-        x_hat2 = G(x_hat.detach() if cfg.detach_pseudo else x_hat)
+        x_hat2 = G(x_hat)
         fake, z_hat = D(x_hat)
         with torch.no_grad():
             _, z = D(x)
@@ -184,14 +185,14 @@ def _networks(backbone: str, in_channels: int, seed: int = 0, advprop: bool = Fa
 
 
 def make_agad_trainer(cfg: TrainConfig, in_channels: int = 1):
-    from ..train import AGADTrainer
+    from agad.train import AGADTrainer
 
     return AGADTrainer(cfg, *_networks(cfg.backbone, in_channels, cfg.seed, advprop=cfg.advprop))
 
 
 def make_ganomaly_trainer(cfg: TrainConfig, in_channels: int = 1):
     """GANomaly for ``naive``; the Skip-GANomaly step on the same generator for the U-Nets."""
-    from ..baselines import BaselineTrainer, GANomalyGenerator
+    from agad.baselines import BaselineTrainer, GANomalyGenerator
 
     torch.manual_seed(cfg.seed)
     D = build_discriminator(in_channels=in_channels, image_size=32)
@@ -249,7 +250,7 @@ def run_speed(
     ``steps`` training steps (or ``score_batches`` scoring batches) make one
     timed repeat; every number is the median over ``repeats``.
     """
-    from ..train import score_images
+    from agad.scoring import score_images
 
     dev = resolve_device(device)
     base = base or TrainConfig()
@@ -272,7 +273,7 @@ def run_speed(
         x_agad = agad._prep(x_u8)
         gano = make_ganomaly_trainer(cfg, in_channels)
         x_gano = gano._prep(x_u8)
-        G_score = _networks(backbone, in_channels, cfg.seed)[0].to(dev, memory_format=agad.memory_format)
+        G_score = ReconstructionScorer(_networks(backbone, in_channels, cfg.seed)[0]).to(dev, memory_format=agad.memory_format)
         flops = forward_flops(G_score, (in_channels, 32, 32), dev)
         mms = {n: matmul_fn(peak_dtype, dev, n) for n in MATMUL_SIZES.get(dev.type, MATMUL_SIZES["cuda"])}
 
@@ -302,7 +303,6 @@ def run_speed(
             "precision": "bf16" if agad.amp_dtype == torch.bfloat16 else "fp32",
             "channels_last": agad.memory_format == torch.channels_last,
             "ganomaly_variant": ganomaly_variant(backbone),
-            "detach_pseudo": cfg.detach_pseudo,
             "ema_decay": cfg.ema_decay,
             "eager_fp32_img_s": _rate(t["eager"], n_img),
             "train_img_s": _rate(t["agad"], n_img),
@@ -377,9 +377,9 @@ def scoring_memory(backbone: str = "naive", n_images: int = 70_000, *, precision
     agree: the peak does not grow with the number of images. ``threads`` (0: this
     process's count) sets the child's ``torch.set_num_threads``.
     """
-    src = str(Path(__file__).resolve().parents[2])
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in (src, os.environ.get("PYTHONPATH", "")) if p))
-    code = (f"import json; from agad.experiments.speed import _scoring_memory_child as f; "
+    env = dict(os.environ)
+    code = (f"import json, sys; sys.path.insert(0, {str(Path(__file__).parent)!r}); "
+            f"from speed import _scoring_memory_child as f; "
             f"print(json.dumps(f({backbone!r}, {int(n_images)}, {precision!r}, {device!r}, {int(in_channels)}, "
             f"{int(batch_size)}, {int(threads or torch.get_num_threads())})))")
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
@@ -388,12 +388,12 @@ def scoring_memory(backbone: str = "naive", n_images: int = 70_000, *, precision
 
 def _scoring_memory_child(backbone: str, n_images: int, precision: str, device: str, in_channels: int,
                           batch_size: int, threads: int) -> dict[str, Any]:
-    from ..train import score_images
+    from agad.scoring import score_images
 
     torch.set_num_threads(threads)
     dev = resolve_device(device)
     amp = resolve_precision(precision, dev)
-    G = _networks(backbone, in_channels)[0].to(dev, memory_format=torch.channels_last)
+    G = ReconstructionScorer(_networks(backbone, in_channels)[0]).to(dev, memory_format=torch.channels_last)
     x = torch.empty(n_images, in_channels, 32, 32, dtype=torch.uint8).random_()  # in place: no int64 temporary
     score_images(G, x[:batch_size], batch_size=batch_size, device=dev, amp_dtype=amp)  # warm-up: kernels, allocator
     peak_warmup = peak_rss_mb()
@@ -439,7 +439,7 @@ def format_table(rows: list[dict[str, Any]]) -> str:
         r = rows[0]
         lines.append("")
         lines.append(f"device {r['device']}, {r['threads']} threads, batch {r['batch_size']}, agad precision "
-                     f"{r['precision']}, channels_last {r['channels_last']}, detach_pseudo {r['detach_pseudo']}, "
+                     f"{r['precision']}, channels_last {r['channels_last']}, "
                      f"ema_decay {r['ema_decay']}; medians of {r['repeats']} interleaved "
                      f"repeats of {r['steps_per_repeat']} steps. Targets: agad/eager >= {TARGET_TRAIN_VS_EAGER}x, "
                      f"agad cost/GANomaly <= {TARGET_AGAD_VS_GANOMALY}x, naive scoring >= "
@@ -467,11 +467,9 @@ def cmd_speed(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_speed_parser(subparsers) -> argparse.ArgumentParser:
-    """Add ``speed`` to a sub-parser group (``agad bench speed``)."""
-    p = subparsers.add_parser(
-        "speed", help="images/s of the agad step vs a plain eager step and GANomaly; scoring vs matmul peak",
-        description=__doc__.split("\n\n>>>")[0],
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python benchmarks/speed.py", description=__doc__.split("\n\n>>>")[0],
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--backbones", nargs="+", choices=BACKBONES, default=list(BACKBONES))
@@ -487,5 +485,8 @@ def add_speed_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--rss-images", type=int, default=0,
                    help="also measure peak RSS while scoring this many images (e.g. 70000) with the first backbone")
     p.add_argument("--json", action="store_true", help="print the rows as JSON")
-    p.set_defaults(func=cmd_speed)
     return p
+
+
+if __name__ == "__main__":
+    raise SystemExit(cmd_speed(build_parser().parse_args()))
