@@ -330,7 +330,6 @@ TABLE_HELP = {
     "table9": "backbones naive / unet / unetpp at gamma 0 (Table 9)",
     "baselines": "AGAD with and without C.A., GANomaly, Skip-GANomaly at gamma 0",
 }
-PAPER_DATASETS = ("mnist", "fashion-mnist", "cifar10", "cifar100", "alzheimer", "chest-xray", "lung", "oct")
 
 
 def _add_recipe_and_set(p: argparse.ArgumentParser) -> None:
@@ -343,6 +342,8 @@ def _add_recipe_and_set(p: argparse.ArgumentParser) -> None:
 
 
 def _add_bench_args(p: argparse.ArgumentParser, table: str) -> None:
+    from .experiments.paper import PAPER_DATASETS
+
     p.add_argument("--data", required=True,
                    help="dataset name or folder" + (" with normal/ and abnormal/" if table == "table3" else ""))
     p.add_argument("--classes", type=int, nargs="+", default=None, help="normal classes (default: all)")

@@ -17,6 +17,9 @@ import math
 import os
 from dataclasses import dataclass
 
+# The paper's datasets that a table can be compared with (--paper-dataset).
+PAPER_DATASETS = ("mnist", "fashion-mnist", "cifar10", "cifar100", "alzheimer", "chest-xray", "lung", "oct")
+
 # ------------------------------------------------------------------ Table 1 / Table 9 (gamma = 0)
 # (dataset, backbone) -> (per-class AUROC for normal class 0..9 or None, mean, SD over classes)
 TABLE1: dict[tuple[str, str], tuple[list[float] | None, float, float]] = {
