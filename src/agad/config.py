@@ -42,6 +42,7 @@ SCORING_BNS = ("running", "recomputed")
 HELD_OUT_RULES = ("val-recon", "val-ratio")  # epoch rules that score held-out normal training images
 AUTO_VAL_FRACTION = 0.1  # held out when labelled anomalies make the default val-ratio (docs/STABILITY.md)
 PRECISIONS = ("auto", "fp32", "bf16")
+G_NORMS = ("batch", "group", "instance")  # agad.nets.norm.NORMS
 DEVICES = ("auto", "cpu", "cuda")
 
 # Options that lost their selection. A run record written before they went still loads when it used the
@@ -77,6 +78,9 @@ class TrainConfig:
 
     # --- optimisation ---
     epochs: int = 15  # the paper gives none; GANomaly uses 15. Fixed, never chosen on test data.
+    # > 0: train at least this many optimizer steps, adding epochs as needed, so that a small dataset
+    # (400 images: ~6 steps an epoch) gets enough updates while a large one keeps its epochs
+    min_steps: int = 0
     batch_size: int = 64  # normal images per step (paper: 256 in all). 64 gives 4x more updates per epoch
     #                       at the same per-image cost; labelled anomalies come on top of these
     lr: float = 2e-4  # Adam, as in GANomaly
@@ -94,7 +98,10 @@ class TrainConfig:
     eps: float = 1e-3  # keeps the reciprocal terms finite
     delta: float = 1e-5  # re-initialise D when its loss falls below this (GANomaly's trick)
 
-    # --- batch norm (paper Table 5, and the statistics that score) ---
+    # --- normalisation (paper Table 5, and the statistics that score) ---
+    # the generator's norm layers: "batch" (the paper's), or "group" / "instance", which keep no running
+    # statistics, so training and scoring normalise alike (naive backbone; needs advprop=False)
+    g_norm: str = "batch"
     # auxiliary BN for the pseudo-anomaly pass G(x̂): its statistics never score (chosen on validation data,
     # docs/STABILITY.md; False is the paper's shared BN)
     advprop: bool = True
@@ -143,6 +150,10 @@ class TrainConfig:
             raise AgadError(f"unet_style {self.unet_style!r} sets the U-Net of the unet backbone or of "
                             f"Skip-GANomaly; this run has none (method {self.method}, backbone {self.backbone}): "
                             "drop unet_style or use --backbone unet")
+        if self.g_norm != "batch" and (self.advprop or self.backbone != "naive" or self.method != "agad"):
+            raise AgadError(f"g_norm {self.g_norm!r} keeps no running statistics: AdvProp's auxiliary batch norm has "
+                            "nothing to separate, and only AGAD's naive backbone builds it; use it with "
+                            "--no-advprop and --backbone naive")
         if self.select_epoch == "val-ratio" and self.gamma <= 0:
             raise AgadError("select_epoch 'val-ratio' weighs the held-out normal score against the labelled "
                             "anomalies' reconstruction distance: it needs labelled anomalies (gamma > 0); "
@@ -342,6 +353,8 @@ OPTIONS: dict[str, Option] = {
     # optimisation
     "epochs": _o("int", "training epochs over the normal images (fixed in advance)", "optimisation", lo=1,
                  hi=100_000),
+    "min_steps": _o("int", "train at least this many optimizer steps, adding epochs as needed (0 = epochs only)",
+                    "optimisation", lo=0, hi=10_000_000),
     "batch_size": _o("int", "normal images per step; labelled anomalies ride on top", "optimisation", lo=2,
                      hi=1 << 16),
     "lr": _o("float", "Adam's learning rate for G and D", "optimisation", lo=0, hi=1, lo_open=True),
@@ -359,7 +372,9 @@ OPTIONS: dict[str, Option] = {
                            choices=ANOMALY_DISTANCES),
     "eps": _o("float", "epsilon of the reciprocal terms", "loss", lo=0, hi=1, lo_open=True),
     "delta": _o("float", "re-initialise D when its loss falls below this", "loss", **_POS),
-    # batch norm
+    # normalisation
+    "g_norm": _o("choice", "the generator's norm: batch (the paper's), or group / instance (no running "
+                 "statistics; naive backbone, --no-advprop)", "batch norm", choices=G_NORMS),
     "advprop": _o("bool", "auxiliary BN for the pseudo-anomaly pass (--no-advprop: the paper's shared BN)",
                   "batch norm"),
     "freeze_bn_anomalies": _o("bool", "BN neither updates statistics nor trains on labelled anomalies",

@@ -54,7 +54,7 @@ from .data import as_nchw_uint8, resize_uint8
 from .errors import AgadError
 from .pipeline import Validation, fit_model, load_run, run_record, save_run
 from .predict import default_image_size, expand_items, is_image_input, read_images
-from .runs import CONFIG_FILE, TRAIN_SCORES_FILE
+from .rundir import CONFIG_FILE, TRAIN_SCORES_FILE
 from .runtime import resolve_device, resolve_precision
 from .scoring import (DEFAULT_CONTAMINATION, check_finite, contamination_threshold, f1_best_threshold, labels_at,
                       score_images)
@@ -236,7 +236,7 @@ PARAMS_PLACEHOLDER
             s_val = check_finite(fit.score(val.x).astype(np.float64), "validation scores")
             threshold, f1 = f1_best_threshold(s_val, val.y)
             self._set_threshold(threshold, "validation")
-            validation = {"f1": f1, "auroc": float((fit.validation or {}).get("val/auroc", np.nan)),
+            validation = {"f1": f1, "auroc": (fit.validation or {}).get("val/auroc"),
                           "n": int(len(val.y)), "n_anomalous": int(val.y.sum())}
         else:
             self._set_threshold(contamination_threshold(self.decision_scores_, float(self.contamination)),
@@ -404,7 +404,7 @@ PARAMS_PLACEHOLDER
 
         >>> AGAD.load("runs/demo").predict(images)  # doctest: +SKIP
         """
-        from .runs import read_history
+        from .rundir import read_history
 
         run_dir = Path(path)
         run = load_run(run_dir, device="cpu")

@@ -114,7 +114,7 @@ def export_model(
     PosixPath('demo.pt')
     """
     from .pipeline import load_run
-    from .runs import check_output_file
+    from .rundir import check_output_file
 
     if format not in FORMATS:
         raise AgadError(f"The 'format' parameter must be one of {', '.join(FORMATS)}. Got {format!r} instead.")

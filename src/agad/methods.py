@@ -33,7 +33,7 @@ from typing import Any, Callable
 import torch
 from torch import Tensor, nn
 
-from . import baselines, losses, references
+from . import baselines, losses
 from .config import METHOD_LABELS, TrainConfig
 from .errors import AgadError
 from .nets import Nets, build_discriminator, build_generator
@@ -77,6 +77,8 @@ class Method:
 def _build_agad(cfg: TrainConfig, in_channels: int, image_size: int) -> Nets:
     torch.manual_seed(cfg.seed)
     style = {"style": cfg.resolved_unet_style()} if cfg.backbone == "unet" else {}
+    if cfg.g_norm != "batch":
+        style["norm"] = cfg.g_norm
     G = build_generator(cfg.backbone, in_channels=in_channels, image_size=image_size, advprop=cfg.advprop, **style)
     D = build_discriminator(in_channels=in_channels, image_size=image_size)
     return Nets(G, D)
@@ -115,6 +117,7 @@ class ReferenceTrainer:
 
     def fit(self, x_normal: Tensor, x_anomaly: Tensor | None = None, *, progress: bool = True,
             on_epoch: Callable[[Any, dict[str, float]], None] | None = None) -> list[dict[str, float]]:
+        from . import references
         from .runtime import resolve_device
 
         def hook(_module: nn.Module, record: dict[str, float]) -> None:
@@ -130,6 +133,8 @@ class ReferenceTrainer:
 
 def _reference(name: str) -> Callable[[TrainConfig, int, int], Nets]:
     def build(cfg: TrainConfig, in_channels: int, image_size: int) -> Nets:
+        from . import references
+
         return Nets(references.build_reference(name, in_channels=in_channels, image_size=image_size,
                                                seed=cfg.seed))
 

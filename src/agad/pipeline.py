@@ -14,6 +14,7 @@ training images. :func:`save_run` writes one run record for both, and
 
 from __future__ import annotations
 
+import contextlib
 import math
 import platform
 import sys
@@ -32,10 +33,11 @@ from .data import Split, load_dataset, one_class_split, validation_split
 from .errors import AgadError
 from .methods import get_method
 from .nets import Nets, count_parameters
-from .runs import (
-    CONFIG_FILE, DISCRIMINATOR_FILE, FORMAT_VERSION, GENERATOR_FILE, HISTORY_FILE, METRICS_FILE, SCORES_FILE,
-    TRAIN_SCORES_FILE, atomic_write_json, load_config, load_weights, read_history, read_run_config, save_weights,
-    staging_dir, write_history, write_scores_csv,
+from .checkpoint import load_weights, save_weights
+from .rundir import (
+    DISCRIMINATOR_FILE, FORMAT_VERSION, GENERATOR_FILE, HISTORY_FILE, METRICS_FILE, SCORES_FILE, TRAIN_SCORES_FILE,
+    atomic_write_json, check_output_dir, load_config, read_history, read_run_config, read_train_scores,
+    staging_dir, write_history, write_record, write_scores_csv, write_train_scores,
 )
 from .runtime import DistInfo, init_distributed, resolve_device, resolve_precision
 from .scoring import (DEFAULT_CONTAMINATION, auroc_of, check_finite, contamination_threshold, metrics_at,
@@ -272,33 +274,33 @@ def run_record(fit: FitResult, *, threshold: float, threshold_source: str, conta
     return record
 
 
+def write_run_files(folder: Path, *, nets: Nets, history: list[dict[str, float]], train_scores: np.ndarray | None,
+                    record: dict[str, Any], figure: Any = None) -> None:
+    """Weights, history, training scores, figures, then config.json (validated) into ``folder``.
+
+    ``figure``, if given, is called with the folder to add figures (e.g. ``reconstructions.png``).
+    """
+    save_weights(nets.G, folder / GENERATOR_FILE, {"role": "generator"})
+    if nets.D is not None:
+        save_weights(nets.D, folder / DISCRIMINATOR_FILE, {"role": "discriminator"})
+    write_history(folder / HISTORY_FILE, history)
+    if train_scores is not None:
+        write_train_scores(folder / TRAIN_SCORES_FILE, train_scores)
+    if figure is not None:
+        figure(folder)
+    write_record(folder, record)
+
+
 def save_run(out: str | Path, *, nets: Nets, history: list[dict[str, float]], train_scores: np.ndarray | None,
              record: dict[str, Any], overwrite: bool = False, figure: Any = None) -> Path:
-    """Write a run directory atomically: weights, history, training scores, then config.json.
-
-    ``figure``, if given, is called with the staging folder to add figures (e.g. ``reconstructions.png``).
-    """
-    from safetensors.numpy import save_file
-
+    """Write a run directory atomically (:func:`write_run_files` in a staging folder renamed into place)."""
     final = Path(out)
     with staging_dir(final, overwrite=overwrite) as tmp:
-        save_weights(nets.G, tmp / GENERATOR_FILE, {"role": "generator"})
-        if nets.D is not None:
-            save_weights(nets.D, tmp / DISCRIMINATOR_FILE, {"role": "discriminator"})
-        write_history(tmp / HISTORY_FILE, history)
-        if train_scores is not None:
-            save_file({"decision_scores": np.ascontiguousarray(train_scores, np.float64)},
-                      str(tmp / TRAIN_SCORES_FILE))
-        if figure is not None:
-            figure(tmp)
-        atomic_write_json(tmp / CONFIG_FILE, record)
+        write_run_files(tmp, nets=nets, history=history, train_scores=train_scores, record=record, figure=figure)
     return final
 
 
-def save_fit(out: str | Path, fit: FitResult, record: dict[str, Any], *, overwrite: bool = False,
-             figure: tuple[np.ndarray, np.ndarray, str] | None = None) -> Path:
-    """:func:`save_run` for a fresh :class:`FitResult`; ``figure`` = (x_test, y_test, title) adds
-    ``reconstructions.png`` for methods that reconstruct."""
+def _fit_files(fit: FitResult, figure: tuple[np.ndarray, np.ndarray, str] | None) -> dict[str, Any]:
     draw = None
     if figure is not None and hasattr(fit.scorer, "score_and_reconstruct"):
         from .figures import reconstruction_figure
@@ -309,8 +311,14 @@ def save_fit(out: str | Path, fit: FitResult, record: dict[str, Any], *, overwri
             reconstruction_figure(fit.scorer, x_fig, y_fig, tmp / "reconstructions.png", device=fit.device,
                                   amp_dtype=fit.amp, title=title)
 
-    return save_run(out, nets=fit.nets, history=fit.history, train_scores=fit.train_scores, record=record,
-                    overwrite=overwrite, figure=draw)
+    return {"nets": fit.nets, "history": fit.history, "train_scores": fit.train_scores, "figure": draw}
+
+
+def save_fit(out: str | Path, fit: FitResult, record: dict[str, Any], *, overwrite: bool = False,
+             figure: tuple[np.ndarray, np.ndarray, str] | None = None) -> Path:
+    """:func:`save_run` for a fresh :class:`FitResult`; ``figure`` = (x_test, y_test, title) adds
+    ``reconstructions.png`` for methods that reconstruct."""
+    return save_run(out, record=record, overwrite=overwrite, **_fit_files(fit, figure))
 
 
 @dataclass
@@ -325,8 +333,6 @@ class LoadedRun:
 
 def load_run(run_dir: str | Path, *, device: str | torch.device = "cpu") -> LoadedRun:
     """Rebuild a run's scoring networks from its files alone (no pickle), in eval mode."""
-    from safetensors.numpy import load_file
-
     run_dir = Path(run_dir)
     meta = read_run_config(run_dir)
     cfg = load_config(run_dir)
@@ -348,13 +354,8 @@ def load_run(run_dir: str | Path, *, device: str | torch.device = "cpu") -> Load
     for module in (nets.G, nets.D):
         if module is not None:
             module.to(dev, memory_format=fmt).eval()
-    scores = None
     scores_path = run_dir / TRAIN_SCORES_FILE
-    if scores_path.is_file():
-        try:
-            scores = load_file(str(scores_path))["decision_scores"].astype(np.float64)
-        except Exception as exc:  # safetensors raises its own error types
-            raise AgadError(f"cannot read {scores_path}: {exc}; the file is corrupt") from None
+    scores = read_train_scores(scores_path) if scores_path.is_file() else None
     return LoadedRun(run_dir, cfg, meta, nets, method.scorer(nets).eval(), scores)
 
 
@@ -396,8 +397,8 @@ def train(
     contamination: float = DEFAULT_CONTAMINATION,
 ) -> TrainResult:
     """``agad train``: one model on a dataset's one-class split, written to ``out`` (None: in memory only)."""
-    if out is not None and Path(out).exists() and not overwrite:  # fail before any work, not after training
-        raise AgadError(f"output directory {out} already exists; choose another --out or pass --force to replace it")
+    if out is not None:  # fail before any work, not after training
+        check_output_dir(out, overwrite=overwrite)
     cfg = cfg.resolved()
     device = resolve_device(cfg.device)
     dist_info = init_distributed(device)
@@ -405,12 +406,22 @@ def train(
         torch.set_num_threads(cfg.num_threads)
     split, ds = prepare_split(cfg)
     pool = _validation_pool(cfg, split, ds) if cfg.resolved_val_fraction() > 0 else None
-    fit = fit_model(cfg, split.x_normal, split.x_anomaly if len(split.x_anomaly) else None, val_pool=pool,
-                    x_test=split.x_test, y_test=split.y_test, progress=progress, dist_info=dist_info)
-    threshold = contamination_threshold(fit.train_scores, contamination)
-    result = TrainResult(run_dir=None, fit=fit, split=split, threshold=threshold)
-    if out is None or not dist_info.is_main:
-        return result
+    writes = out is not None and dist_info.is_main
+    with staging_dir(Path(out), overwrite=overwrite) if writes else contextlib.nullcontext() as tmp:
+        # the staging folder (and its lock) exists from here: a second run into the same --out refuses now
+        fit = fit_model(cfg, split.x_normal, split.x_anomaly if len(split.x_anomaly) else None, val_pool=pool,
+                        x_test=split.x_test, y_test=split.y_test, progress=progress, dist_info=dist_info)
+        threshold = contamination_threshold(fit.train_scores, contamination)
+        result = TrainResult(run_dir=None, fit=fit, split=split, threshold=threshold)
+        if writes:
+            _write_train_run(tmp, cfg, fit, split, ds, threshold, contamination, command, dist_info, figure)
+    if writes:
+        result.run_dir = Path(out)
+    return result
+
+
+def _write_train_run(tmp: Path, cfg: TrainConfig, fit: FitResult, split: Split, ds, threshold: float,
+                     contamination: float, command: str | None, dist_info: DistInfo, figure: bool) -> None:
     data = {
         "source": cfg.data,
         "class_names": list(ds.class_names),
@@ -422,9 +433,7 @@ def train(
                         contamination=contamination, data=data, command=command or " ".join(sys.argv),
                         world_size=dist_info.world_size)
     title = f"{cfg.data}, normal class {cfg.normal_class}"
-    result.run_dir = save_fit(out, fit, record, overwrite=overwrite,
-                              figure=(split.x_test, split.y_test, title) if figure else None)
-    return result
+    write_run_files(tmp, record=record, **_fit_files(fit, (split.x_test, split.y_test, title) if figure else None))
 
 
 def evaluate(run_dir: str | Path, *, device: str = "auto", batch_size: int | None = None) -> dict[str, Any]:
@@ -457,7 +466,8 @@ def evaluate(run_dir: str | Path, *, device: str = "auto", batch_size: int | Non
         "validation": meta.get("validation"),
     })
     write_scores_csv(run_dir / SCORES_FILE, scores, y)
-    atomic_write_json(run_dir / METRICS_FILE, metrics)
+    atomic_write_json(run_dir / METRICS_FILE, {k: None if isinstance(v, float) and not math.isfinite(v) else v
+                                               for k, v in metrics.items()})
     return metrics
 
 

@@ -15,7 +15,7 @@ model input, for :class:`agad.AGAD` and for the CLI alike:
   anything is written.
 
 Scores, labels and the threshold come from the run directory (see
-:mod:`agad.runs`); nothing is normalised with the images being scored.
+:mod:`agad.rundir`); nothing is normalised with the images being scored.
 
 Example:
     >>> result = predict_images("runs/demo", ["photos/"], out="scores.csv")  # doctest: +SKIP
@@ -294,7 +294,7 @@ def predict_images(
         >>> predict_images("runs/demo", ["digits/"], out="scores.csv", overlays="overlays")  # doctest: +SKIP
     """
     from .detector import AGAD
-    from .runs import check_output_file, write_scores_csv
+    from .rundir import check_output_file, write_scores_csv
 
     if batch_size is not None and (isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1):
         raise AgadError(f"The 'batch_size' parameter must be a positive integer. Got {batch_size!r} instead.")

@@ -120,6 +120,7 @@ class AGADTrainer:
         self._g_fwd = torch.compile(self.G) if cfg.compile else self.G
         self._d_fwd = torch.compile(self.D) if cfg.compile else self.D
         self.epoch = 0
+        self.steps = 0  # optimizer steps taken
         self.d_resets = 0
         self.history: list[dict[str, float]] = []
         self._rescored: nn.Module | None = None  # scoring_bn="recomputed": set at the end of each epoch of fit
@@ -241,6 +242,24 @@ class AGADTrainer:
         self._maybe_reset_discriminator(out["D/total"])
         return out
 
+    def steps_per_epoch(self, n: int) -> int:
+        """Optimizer steps in one epoch over ``n`` normal images (this process's shard; a last batch of one
+        image is dropped, as in :meth:`fit`).
+
+        >>> from agad.config import TrainConfig
+        >>> from agad.nets import build_generator, build_discriminator
+        >>> tr = AGADTrainer(TrainConfig(device="cpu"), build_generator("naive", in_channels=1, image_size=32,
+        ...                  advprop=True), build_discriminator(in_channels=1, image_size=32))
+        >>> tr.steps_per_epoch(400), tr.steps_per_epoch(6000), tr.steps_per_epoch(129)
+        (7, 94, 2)
+        """
+        ws = self.dist.world_size if self.dist.enabled else 1
+        per_shard = (n - n % ws) // ws if self.dist.enabled else n
+        batches = math.ceil(per_shard / self.cfg.batch_size)
+        if batches > 1 and per_shard - (batches - 1) * self.cfg.batch_size < 2:
+            batches -= 1
+        return max(1, batches)
+
     def _maybe_reset_discriminator(self, d_loss: float) -> None:
         """GANomaly's trick (Algorithm 1): a discriminator that has won outright is re-initialised.
 
@@ -292,7 +311,7 @@ class AGADTrainer:
         from tqdm.auto import tqdm
 
         cfg = self.cfg
-        epochs = cfg.epochs if epochs is None else epochs
+        epochs_arg, epochs = epochs, cfg.epochs if epochs is None else epochs
         x_normal = self._prep(x_normal)  # converted once: the data path is tensor slicing from here on
         has_anomalies = x_anomaly is not None and len(x_anomaly) > 0
         x_anomaly = self._prep(x_anomaly) if has_anomalies else None
@@ -306,6 +325,8 @@ class AGADTrainer:
         n_a = max(cfg.min_anomalies_per_batch, round(ratio * cfg.batch_size)) if has_anomalies else 0
         n_n = cfg.batch_size
         n = len(x_normal)
+        if cfg.min_steps and epochs_arg is None:  # a budget in steps: as many epochs as it takes
+            epochs = max(epochs, math.ceil(cfg.min_steps / self.steps_per_epoch(n)))
         last_epoch = self.epoch + epochs
         for _ in range(epochs):
             t0 = time.perf_counter()
@@ -327,6 +348,7 @@ class AGADTrainer:
                     a_idx = torch.tensor([next(stream) for _ in range(n_a)])
                     x_a = x_anomaly[a_idx]
                 logs = self.step(x_normal[idx], x_a)
+                self.steps += 1
                 for k, v in logs.items():
                     sums[k] += v
                 if progress and i % 5 == 0:
@@ -341,6 +363,7 @@ class AGADTrainer:
                 self._recompute_scoring_bn(x_normal, x_anomaly)
             record = {k: v / max(1, len(batches)) for k, v in sums.items()}
             record["epoch"] = self.epoch
+            record["steps"] = self.steps
             record["seconds"] = time.perf_counter() - t0
             record["d_resets"] = self.d_resets
             if not math.isfinite(record.get("G/total", 0.0)):

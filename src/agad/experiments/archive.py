@@ -36,7 +36,7 @@ def archive_runs(root: str | Path, dest: str | Path) -> dict[str, int]:
     Returns counts: ``copied`` (runs new or changed in ``dest``), ``unchanged`` and ``skipped`` (complete
     runs lacking config.json: nothing of theirs is copied).
     """
-    from ..runs import atomic_write_bytes  # lazily: agad.runs pulls in torch
+    from ..rundir import atomic_write_bytes
 
     root, dest = Path(root), Path(dest)
     if not root.is_dir():

@@ -64,7 +64,7 @@ def _history(run_dir: Path) -> list[dict[str, Any]]:
 
 
 def _read_scores(run_dir: Path) -> tuple[np.ndarray, np.ndarray]:
-    from ..runs import read_scores_csv
+    from ..rundir import read_scores_csv
 
     p = run_dir / SCORES_FILE
     if not p.is_file():

@@ -10,7 +10,7 @@ or an out-of-memory kill of one run only records a line in
 
     ROOT/
       failures.jsonl                                  one JSON line per failed attempt
-      fashion-mnist/agad-naive/c3-g0.05-s0-1a2b3c4d/  a run directory (see agad.runs): config.json,
+      fashion-mnist/agad-naive/c3-g0.05-s0-1a2b3c4d/  a run directory (see agad.rundir): config.json,
                                                       history.jsonl, metrics.json, scores.csv,
                                                       reconstructions.png, *.safetensors (if kept)
       fashion-mnist/agad-naive/.c3-g0.05-s0-1a2b3c4d.lock   held while a process works on that run
@@ -54,11 +54,10 @@ from typing import Any, Callable, Iterable, Iterator, Sequence
 
 from ..config import BACKBONES, BASELINE_BACKBONES, RUNTIME_FIELDS, TrainConfig
 from ..errors import AgadError
+from ..rundir import CONFIG_FILE, METRICS_FILE
 
 TABLES = ("table1", "table2", "table3", "table4", "table5", "table9", "baselines")
 FAILURES_FILE = "failures.jsonl"
-CONFIG_FILE = "config.json"  # = agad.runs.CONFIG_FILE (not imported: agad.runs pulls in torch)
-METRICS_FILE = "metrics.json"
 WEIGHT_SUFFIX = ".safetensors"
 
 # Dataset names that load_dataset resolves by name (anything else is a path).

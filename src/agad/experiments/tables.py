@@ -26,12 +26,12 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from ..config import TrainConfig
+from ..rundir import HISTORY_FILE
 from ..errors import AgadError
 from .grid import AGAD_ONLY, CONFIG_FILE, FAILURES_FILE, METRICS_FILE, RUNTIME_FIELDS
 from .paper import PaperRef, paper_dataset, paper_reference
 from .stats import last_half_spread, mean_sd
 
-HISTORY_FILE = "history.jsonl"  # = agad.runs.HISTORY_FILE
 # Always in the CSV (stable schema); other fields appear when they vary.
 CSV_FIELDS = ("method", "backbone", "gamma", "ca", "advprop", "freeze_bn_anomalies")
 NOT_A_VARIANT = frozenset({"normal_class", "seed"}) | RUNTIME_FIELDS
@@ -453,7 +453,7 @@ def write_table(table: str, run_dirs: Iterable[str | Path], out_dir: str | Path,
     ``command`` is the exact command that produced the runs (the .md's first line);
     ``failures_file`` (default ``out_dir/failures.jsonl``) explains missing runs.
     """
-    from ..runs import atomic_write_text
+    from ..rundir import atomic_write_text
 
     out_dir = Path(out_dir)
     failures = read_failures(failures_file if failures_file is not None else out_dir / FAILURES_FILE)

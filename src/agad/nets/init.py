@@ -1,6 +1,6 @@
 """GANomaly's weight initialisation (Akcay et al. 2018, ``weights_init``).
 
-Conv and transposed-conv weights ~ N(0, 0.02), batch-norm weights ~ N(1, 0.02),
+Conv and transposed-conv weights ~ N(0, 0.02), batch-norm (and group-norm) weights ~ N(1, 0.02),
 all biases 0. Batch-norm running statistics are left alone, as in GANomaly
 (its discriminator re-initialisation calls the same function).
 """
@@ -34,7 +34,7 @@ def init_weights(module: nn.Module) -> nn.Module:
             m.weight.normal_(0.0, CONV_STD)
             if m.bias is not None:
                 m.bias.zero_()
-        elif isinstance(m, _BatchNorm) and m.affine:
+        elif isinstance(m, (_BatchNorm, nn.GroupNorm)) and m.affine:
             m.weight.normal_(1.0, BN_STD)
             m.bias.zero_()
     return module
