@@ -34,6 +34,7 @@ from agad.data import (
 from agad.data.cifar import load_cifar
 from agad.data.datasets import DEBIAN_FASHION_MNIST
 from agad.data.folder import load_folder
+from agad.data.images import DataWarning
 from agad.data.protocol import n_anomalies_for
 from agad.errors import AgadError, DataError
 
@@ -465,38 +466,45 @@ def write_folder(d: Path) -> Path:
     return d
 
 
-def test_folder_gray_split_is_last_alphabetically(tmp_path):
+def test_folder_unsplit_tests_every_anomaly(tmp_path):
     ds = load_dataset(write_folder(tmp_path / "oct"))
     assert ds.name == "oct" and ds.class_names == ["normal", "abnormal"]
-    assert ds.x_train.shape == (7, 1, 128, 128) and ds.x_test.shape == (3, 1, 128, 128)
-    assert ds.y_train.tolist() == [0, 0, 0, 0, 1, 1, 1] and ds.y_test.tolist() == [0, 1, 1]
+    # The size rule: the larger side of the median image (40x30 -> 40), not a fixed 128.
+    assert ds.x_train.shape == (4, 1, 40, 40) and ds.x_test.shape == (6, 1, 40, 40)
+    # All five anomalies (CNV and DME) are test images; one of the five normals is held out.
+    assert ds.y_train.tolist() == [0, 0, 0, 0] and ds.y_test.tolist() == [0, 1, 1, 1, 1, 1]
     # Constant images stay constant after resizing (JPEG may shift by a few levels).
-    means = np.round(ds.x_test.reshape(3, -1).mean(axis=1)).tolist()
-    assert means[0] == 14 and abs(means[1] - 140) <= 3 and means[2] == 201
+    means = np.round(ds.x_test.reshape(6, -1).mean(axis=1)).tolist()
+    assert all(abs(m - e) <= 3 for m, e in zip(means[1:], (100, 120, 140, 200, 201)))
+    assert sorted(np.round(ds.x_train.reshape(4, -1).mean(axis=1)).tolist() + means[:1]) == [10, 11, 12, 13, 14]
 
 
-def test_folder_rgb_and_explicit_split(tmp_path):
+def test_folder_split_layout_majority_channel(tmp_path):
     d = tmp_path / "lung"
     png(d / "train" / "normal" / "a.png", 50)
     png(d / "train" / "normal" / "b.tif", 60)
     png(d / "train" / "abnormal" / "aca" / "c.png", 70, mode="RGB")
     png(d / "test" / "normal" / "d.png", 80)
     png(d / "test" / "abnormal" / "e.png", 90)
-    ds = load_dataset(d, image_size=16)
-    assert ds.x_train.shape == (3, 3, 16, 16) and ds.x_test.shape == (2, 3, 16, 16)
+    with pytest.warns(DataWarning, match="converted 1 of 5 images to grayscale"):
+        ds = load_dataset(d, image_size=16)
+    # Two grayscale training images outvote one colour one: 1 channel.
+    assert ds.x_train.shape == (3, 1, 16, 16) and ds.x_test.shape == (2, 1, 16, 16)
     assert ds.y_train.tolist() == [0, 0, 1] and ds.y_test.tolist() == [0, 1]
-    assert (ds.x_train[0] == 50).all()  # gray replicated to RGB
-    assert ds.x_train[2, :, 0, 0].tolist() == [70, 0, 185]
+    assert (ds.x_train[0] == 50).all()
+    # Pillow's luma of (70, 0, 185): 0.299 * 70 + 0.114 * 185 = 42.0
+    assert ds.x_train[2, 0, 0, 0] == 42
 
 
-def test_folder_follows_symlinks_without_looping(tmp_path):
+def test_folder_does_not_follow_links_out_or_in_loops(tmp_path):
     d = write_folder(tmp_path / "f")
     png(tmp_path / "elsewhere" / "x0.png", 42)
     (d / "abnormal" / "linked").symlink_to(tmp_path / "elsewhere")
     (d / "abnormal" / "loop").symlink_to(d / "abnormal")  # a cycle must not hang
-    ds = load_dataset(d)
-    assert len(ds.y_train) + len(ds.y_test) == 11
-    assert (ds.x_test == 42).all(axis=(1, 2, 3)).sum() == 1  # a single file goes to test
+    with pytest.warns(DataWarning, match="skipped 2 symbolic link"):
+        ds = load_dataset(d)
+    assert len(ds.y_train) + len(ds.y_test) == 10
+    assert not (ds.x_test == 42).all(axis=(1, 2, 3)).any()
 
 
 def test_folder_16bit_gray_is_scaled(tmp_path):
@@ -505,8 +513,9 @@ def test_folder_16bit_gray_is_scaled(tmp_path):
         (d / name).mkdir(parents=True)
         for i in range(2):
             Image.fromarray(np.full((8, 8), 257 * 100, np.uint16)).save(d / name / f"{i}.png")
-    x_tr, *_ = load_folder(d, image_size=8)
-    assert x_tr.shape == (2, 1, 8, 8) and (x_tr == 100).all()
+    x_tr, y_tr, x_te, y_te, names = load_folder(d, image_size=8)
+    assert x_tr.shape == (1, 1, 8, 8) and (x_tr == 100).all() and (x_te == 100).all()
+    assert y_te.tolist() == [0, 1, 1] and names == ["normal", "abnormal"]
 
 
 def test_folder_errors(tmp_path):
@@ -519,10 +528,28 @@ def test_folder_errors(tmp_path):
     e2 = tmp_path / "empty"
     (e2 / "normal").mkdir(parents=True)
     (e2 / "abnormal").mkdir()
-    with pytest.raises(DataError, match="holds no images"):
+    with pytest.raises(DataError, match="no images .png, jpg, .... in it or its sub-folders"):
         load_dataset(e2)
-    with pytest.raises(DataError, match="not a folder dataset"):
+    with pytest.raises(DataError, match="cannot tell which class") as e:
         load_folder(tmp_path)
+    assert "f/ (11 images)" in one_line(e)
+
+
+def test_folder_options_only_for_folders():
+    with pytest.raises(AgadError, match="normal_class apply to folders of images only"):
+        load_dataset("mnist-sample", normal_class="NORMAL")
+
+
+def test_image_size_upper_bound():
+    with pytest.raises(AgadError, match="from 1 to 1024"):
+        load_dataset("mnist-sample", image_size=1025)
+
+
+def test_resize_memory_checked_before_allocating(monkeypatch, mnist_sample):
+    monkeypatch.setenv("AGAD_MEMORY_LIMIT", "64M")
+    with pytest.raises(DataError, match=r"mnist-sample: 5000 images of 1x1024x1024 needs an estimated 4.9 GiB") as e:
+        load_dataset("mnist-sample", image_size=1024)
+    assert "smaller --image-size" in one_line(e)
 
 
 # ----------------------------------------------------------------- protocol

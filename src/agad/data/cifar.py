@@ -10,9 +10,11 @@ pickles of dicts with byte-string keys::
 
 Unpickling can run arbitrary code, so a file is read with
 :class:`RestrictedUnpickler`, which builds only numpy arrays and refuses any
-other global. The archive is read in place (``tarfile``), never extracted.
+other global. The archive is read in place (``tarfile``), never extracted, and
+no member may hold more than :data:`agad.data.bounds.MAX_MEMBER_BYTES`
+(256 MiB), checked from the member's header before it is decompressed.
 
-CIFAR-100 is used with its 20 coarse superclasses (SPEC section 5).
+CIFAR-100 is used with its 20 coarse superclasses, as in the paper.
 
 Example:
     >>> x_tr, y_tr, x_te, y_te, names = load_cifar("cifar-10-python.tar.gz")  # doctest: +SKIP
@@ -32,6 +34,7 @@ from typing import Callable
 
 import numpy as np
 
+from agad.data.bounds import MAX_MEMBER_BYTES, format_bytes
 from agad.errors import DataError
 
 __all__ = ["RestrictedUnpickler", "find_cifar", "load_cifar", "CIFAR_ARCHIVES", "CIFAR_DIRS"]
@@ -148,11 +151,22 @@ def _names(values, source: str) -> list[str]:
     return [v.decode("utf-8") if isinstance(v, bytes) else str(v) for v in values]
 
 
+def _too_large(source: str, size: int) -> DataError:
+    return DataError(
+        f"{source} holds {format_bytes(size)}, more than the {format_bytes(MAX_MEMBER_BYTES)} any official "
+        "CIFAR file needs; replace it with the official archive"
+    )
+
+
 def _dir_reader(root: Path) -> Callable[[str], tuple[bytes, str]]:
     def read(member: str) -> tuple[bytes, str]:
         p = root / member
         try:
-            return p.read_bytes(), str(p)
+            with open(p, "rb") as f:
+                size = os.fstat(f.fileno()).st_size
+                if size > MAX_MEMBER_BYTES:
+                    raise _too_large(str(p), size)
+                return f.read(MAX_MEMBER_BYTES + 1), str(p)
         except FileNotFoundError:
             raise DataError(
                 f"CIFAR file {p} is missing; extract the official archive again or pass the .tar.gz"
@@ -179,7 +193,11 @@ def _tar_reader(path: Path, kind: str) -> Callable[[str], tuple[bytes, str]]:
             for m in tar:
                 parts = m.name.replace("\\", "/").split("/")
                 if m.isfile() and len(parts) >= 2 and parts[-2] == top and parts[-1] in wanted:
-                    blobs.setdefault(parts[-1], tar.extractfile(m).read())
+                    # The member's size comes from its tar header, before anything is decompressed;
+                    # the read is bounded as well.
+                    if m.size > MAX_MEMBER_BYTES:
+                        raise _too_large(f"{path}:{m.name}", m.size)
+                    blobs.setdefault(parts[-1], tar.extractfile(m).read(MAX_MEMBER_BYTES + 1))
     except (tarfile.TarError, OSError, EOFError, zlib.error) as exc:
         raise DataError(
             f"archive {path} is not a readable tar.gz ({exc}); re-download it with "

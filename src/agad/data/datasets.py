@@ -17,8 +17,14 @@ here 4,000 / 1,000 (see :func:`mnist_sample`).
 A path instead of a name is auto-detected: a folder with IDX files
 (``train-images-idx3-ubyte[.gz]``, ``train-labels-idx1-ubyte[.gz]``,
 ``t10k-images-idx3-ubyte[.gz]``, ``t10k-labels-idx1-ubyte[.gz]``), a CIFAR
-archive or folder (see :mod:`agad.data.cifar`), or a normal/abnormal folder
-dataset (see :mod:`agad.data.folder`).
+archive or folder (see :mod:`agad.data.cifar`), or any other folder of
+images, read by :func:`agad.data.layouts.load_folder` (MVTec AD, class
+folders with or without train/test/val splits, explicit folders, normal
+images only). Its class 0 is the normal class.
+
+Before an array is resized or read, its memory is checked
+(:func:`agad.data.bounds.check_memory`); ``image_size`` may be 1 to
+:data:`~agad.data.bounds.MAX_IMAGE_SIZE` (1024).
 
 Nothing is cached on disk; everything is decoded on each call.
 
@@ -33,12 +39,14 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 
+from agad.data.bounds import MAX_IMAGE_SIZE, check_memory, images_nbytes
 from agad.data.cifar import CIFAR_ARCHIVES, CIFAR_DIRS, find_cifar, load_cifar
-from agad.data.folder import is_folder_dataset, load_folder
 from agad.data.idx import load_idx_pair
+from agad.data.images import IMAGE_EXTENSIONS
 from agad.data.transforms import resize_uint8
 from agad.errors import AgadError, DataError
 
@@ -65,9 +73,9 @@ CLASS_NAMES = {
     ],
 }
 
-# The paper resizes MNIST-style 28x28 digits to 32x32 (SPEC section 5); CIFAR
-# is already 32x32; the real-world folders are resized to 128x128.
-DEFAULT_IMAGE_SIZE = {"idx": 32, "cifar": 32, "folder": 128}
+# The paper resizes MNIST-style 28x28 digits to 32x32; CIFAR is already 32x32.
+# Folders of images follow agad.data.images.default_image_size (128 for large images).
+DEFAULT_IMAGE_SIZE = {"idx": 32, "cifar": 32}
 
 _IDX_FILES = {
     "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
@@ -195,7 +203,9 @@ def _load_idx_dir(d: Path, name: str, image_size: int, class_names: list[str] | 
                 if name in ("mnist", "fashion-mnist")
                 else f"{d} has no {missing}[.gz]; add it next to the other IDX files"
             )
-        x, y = load_idx_pair(img, lab, dataset=name)
+        arrays[split] = load_idx_pair(img, lab, dataset=name)
+    _check_resized(name, [x[:, None] for x, _ in arrays.values()], image_size)
+    for split, (x, y) in arrays.items():
         arrays[split] = (resize_uint8(x[:, None], image_size), y)  # (N, H, W) -> (N, 1, S, S)
     if class_names is None:
         n = int(max(arrays["train"][1].max(initial=0), arrays["test"][1].max(initial=0))) + 1
@@ -248,6 +258,7 @@ def mnist_sample(image_size: int = 32) -> Dataset:
         test_idx.append(idx[len(idx) - n_test :])
     tr, te = np.sort(np.concatenate(train_idx)), np.sort(np.concatenate(test_idx))
     x = X.reshape(-1, 1, 28, 28)
+    _check_resized("mnist-sample", [x], image_size)
     return Dataset(
         "mnist-sample",
         resize_uint8(x[tr], image_size),
@@ -268,9 +279,26 @@ def _not_found(name: str, looked: list[Path], what: str) -> DataError:
 
 def _check_size(image_size) -> None:
     if image_size is not None and (
-        isinstance(image_size, bool) or not isinstance(image_size, (int, np.integer)) or image_size < 1
+        isinstance(image_size, bool)
+        or not isinstance(image_size, (int, np.integer))
+        or not 1 <= image_size <= MAX_IMAGE_SIZE
     ):
-        raise AgadError(f"image_size must be a positive integer; got {image_size!r}")
+        raise AgadError(f"image_size must be an integer from 1 to {MAX_IMAGE_SIZE}; got {image_size!r}")
+
+
+def _check_resized(name: str, xs: list[np.ndarray], size: int) -> None:
+    """Refuse resizing arrays whose outputs would not fit in memory together (before any is allocated)."""
+    xs = [x for x in xs if x.shape[2:] != (size, size)]
+    if xs:
+        n, c = sum(len(x) for x in xs), xs[0].shape[1]
+        check_memory(
+            images_nbytes(n, c, size),
+            what=f"{name}: {n} images of {c}x{size}x{size}",
+            hint=f"pass a smaller --image-size (the files hold {xs[0].shape[2]}x{xs[0].shape[3]} images)",
+        )
+
+
+_FOLDER_OPTIONS = ("normal_class", "normal_dirs", "abnormal_dirs", "normal_test_dirs", "mask_dirs")
 
 
 def load_dataset(
@@ -278,19 +306,33 @@ def load_dataset(
     *,
     image_size: int | None = None,
     root: str | os.PathLike | None = None,
+    normal_class: str | None = None,
+    normal_dirs: Sequence[str | os.PathLike] = (),
+    abnormal_dirs: Sequence[str | os.PathLike] = (),
+    normal_test_dirs: Sequence[str | os.PathLike] = (),
+    mask_dirs: Sequence[str | os.PathLike] = (),
+    seed: int = 0,
+    test_fraction: float = 0.2,
 ) -> Dataset:
     """Load a named dataset or auto-detect one in a folder.
 
     Args:
         name_or_path: one of ``DATASETS`` or a path (IDX folder, CIFAR
-            archive/folder, normal/abnormal folder dataset).
-        image_size: square output size; default 32 for MNIST, Fashion-MNIST
-            and CIFAR, 128 for folder datasets.
+            archive/folder, folder of images).
+        image_size: square output size, 1 to 1024; default 32 for MNIST,
+            Fashion-MNIST and CIFAR, the size rule of
+            :mod:`agad.data.images` for folders of images.
         root: if given, the only folder searched for a named dataset's
             files (itself or ``root/<name>``).
+        normal_class, normal_dirs, abnormal_dirs, normal_test_dirs,
+            mask_dirs, seed, test_fraction: for folders of images only,
+            passed to :func:`agad.data.layouts.load_folder` (use that
+            function directly for masks and validation data).
 
     Raises:
-        AgadError: unknown name. DataError: files missing or corrupt.
+        AgadError: unknown name, or folder options for another kind of
+        dataset. DataError: files missing or corrupt, layout not understood,
+        arrays too large for the memory.
 
     Example:
         >>> load_dataset("mnist-sample", image_size=28).x_train.shape
@@ -299,8 +341,14 @@ def load_dataset(
         'Trouser'
     """
     _check_size(image_size)
+    folder_opts = dict(
+        normal_class=normal_class, normal_dirs=normal_dirs, abnormal_dirs=abnormal_dirs,
+        normal_test_dirs=normal_test_dirs, mask_dirs=mask_dirs,
+    )
+    given = [k for k in _FOLDER_OPTIONS if folder_opts[k] not in (None, (), [])]
     if isinstance(name_or_path, str) and name_or_path in DATASETS:
         name = name_or_path
+        _no_folder_options(given, name)
         if name == "mnist-sample":
             return mnist_sample(image_size or DEFAULT_IMAGE_SIZE["idx"])
         looked = candidate_dirs(name, root)
@@ -326,22 +374,43 @@ def load_dataset(
             f"dataset path {path} does not exist; pass an existing folder or one of {', '.join(DATASETS)}"
         )
     label = path.name or str(path)
-    if path.is_dir() and _has_idx(path):
-        names = CLASS_NAMES.get(label) if label in ("mnist", "fashion-mnist") else None
-        return _load_idx_dir(path, label, image_size or DEFAULT_IMAGE_SIZE["idx"], names)
-    found = find_cifar(path)
-    if found is not None:
-        return _cifar_dataset(found[0], found[1], image_size)
-    if path.is_dir() and is_folder_dataset(path):
-        x_tr, y_tr, x_te, y_te, names = load_folder(path, image_size=image_size or DEFAULT_IMAGE_SIZE["folder"])
-        return Dataset(label, x_tr, y_tr, x_te, y_te, names)
+    if not given:
+        if path.is_dir() and _has_idx(path):
+            names = CLASS_NAMES.get(label) if label in ("mnist", "fashion-mnist") else None
+            return _load_idx_dir(path, label, image_size or DEFAULT_IMAGE_SIZE["idx"], names)
+        found = find_cifar(path)
+        if found is not None:
+            return _cifar_dataset(found[0], found[1], image_size)
+    if path.is_dir() and (given or _holds_images(path)):
+        from agad.data.layouts import load_folder  # imported here: layouts builds on this module
+
+        data = load_folder(path, image_size=image_size, seed=seed, test_fraction=test_fraction, **folder_opts)
+        return data.to_dataset(label)
     raise DataError(
-        f"cannot tell what dataset {path} holds: expected IDX files (train-images-idx3-ubyte[.gz] ...), "
-        "a CIFAR archive or folder, or normal/ and abnormal/ sub-folders; arrange the files in one of these layouts"
+        f"cannot tell what dataset {path} holds: it has no IDX files (train-images-idx3-ubyte[.gz] ...), "
+        "no CIFAR archive or folder and no images (png, jpg, ...) in it or its sub-folders; check the path "
+        "or arrange the files in one of these layouts"
     )
+
+
+def _no_folder_options(given: list[str], name: str) -> None:
+    if given:
+        raise AgadError(
+            f"{', '.join(given)} apply to folders of images only, not to {name}; leave them out"
+        )
+
+
+def _holds_images(path: Path) -> bool:
+    """True if any image file lies under ``path`` (stops at the first one)."""
+    for _, dirnames, filenames in os.walk(path, followlinks=False):
+        dirnames[:] = [d for d in dirnames if not d.startswith(".")]
+        if any(not f.startswith(".") and f.lower().endswith(IMAGE_EXTENSIONS) for f in filenames):
+            return True
+    return False
 
 
 def _cifar_dataset(kind: str, loc: Path, image_size: int | None) -> Dataset:
     x_tr, y_tr, x_te, y_te, names = load_cifar(loc, kind)
     size = image_size or DEFAULT_IMAGE_SIZE["cifar"]
+    _check_resized(kind, [x_tr, x_te], size)
     return Dataset(kind, resize_uint8(x_tr, size), y_tr, resize_uint8(x_te, size), y_te, names)

@@ -17,12 +17,14 @@ Example:
 from __future__ import annotations
 
 import gzip
+import math
 import os
 import zlib
 from pathlib import Path
 
 import numpy as np
 
+from agad.data.bounds import check_memory
 from agad.errors import DataError
 
 __all__ = ["read_idx", "load_idx_pair"]
@@ -53,9 +55,13 @@ def _fail(path: Path, what: str, dataset: str | None) -> DataError:
     return DataError(f"{prefix}file {path} {what}; {fix}")
 
 
-def _read_bytes(path: Path, dataset: str | None) -> bytes:
+_TRAILING_PROBE = 1 << 20  # at most this much beyond the declared size is read to report trailing data
+
+
+def _open(path: Path, dataset: str | None):
+    """The file's byte stream (decompressing when it starts with the gzip magic) and whether it is gzip."""
     try:
-        raw = path.read_bytes()
+        raw = open(path, "rb")
     except FileNotFoundError:
         prefix = f"{dataset}: " if dataset else ""
         raise DataError(
@@ -63,18 +69,36 @@ def _read_bytes(path: Path, dataset: str | None) -> bytes:
         ) from None
     except OSError as exc:
         raise _fail(path, f"cannot be read ({exc.strerror or exc})", dataset) from None
-    if raw[:2] == _GZIP_MAGIC:
-        try:
-            raw = gzip.decompress(raw)
-        except (OSError, EOFError, zlib.error) as exc:
-            # gzip raises BadGzipFile (OSError), EOFError for a cut-off stream,
-            # zlib.error for damaged deflate data: all mean "corrupt download".
-            raise _fail(path, f"is not a valid gzip stream ({exc})", dataset) from None
-    return raw
+    if raw.read(2) == _GZIP_MAGIC:
+        raw.seek(0)
+        return gzip.GzipFile(fileobj=raw, mode="rb"), raw, True
+    raw.seek(0)
+    return raw, raw, False
+
+
+def _read_up_to(f, n: int) -> bytearray:
+    """Up to ``n`` bytes (fewer only at the end of the stream), without a second copy."""
+    buf = bytearray(n)
+    view, got = memoryview(buf), 0
+    while got < n:
+        k = f.readinto(view[got:])
+        if not k:
+            break
+        got += k
+    del view
+    if got < n:
+        del buf[got:]
+    return buf
 
 
 def read_idx(path: str | os.PathLike, *, dataset: str | None = None) -> np.ndarray:
     """Read one IDX file (raw or gzip-compressed) into a native-endian array.
+
+    The header's dimensions give the exact size of the data: no more than
+    that (plus a small probe for trailing bytes) is ever decompressed, so a
+    damaged or hostile ``.gz`` cannot inflate without bound, and the array's
+    memory is checked (:func:`agad.data.bounds.check_memory`) before it is
+    allocated.
 
     Args:
         path: the file. Gzip is detected from its first two bytes.
@@ -86,51 +110,78 @@ def read_idx(path: str | os.PathLike, *, dataset: str | None = None) -> np.ndarr
 
     Raises:
         DataError: missing file, bad magic number, unknown type code,
-            impossible number of dimensions, truncated data, trailing bytes
-            or a corrupt gzip stream. The message names the file.
+            impossible number of dimensions, a zero dimension, truncated
+            data, trailing bytes, a corrupt gzip stream, or an array too
+            large for the memory. The message names the file.
 
     Example:
         >>> read_idx("train-labels-idx1-ubyte.gz").shape  # doctest: +SKIP
         (60000,)
     """
     path = Path(path)
-    raw = _read_bytes(path, dataset)
-    if len(raw) < 4:
-        raise _fail(path, f"is too short to be an IDX file ({len(raw)} bytes)", dataset)
-    if raw[0] != 0 or raw[1] != 0:
+    stream, raw, compressed = _open(path, dataset)
+    try:
+        with raw, stream:
+            try:
+                return _parse(path, stream, None if compressed else os.fstat(raw.fileno()).st_size, dataset)
+            except (OSError, EOFError, zlib.error) as exc:
+                if not compressed:
+                    raise _fail(path, f"cannot be read ({exc})", dataset) from None
+                # gzip raises BadGzipFile (OSError), EOFError for a cut-off stream,
+                # zlib.error for damaged deflate data: all mean "corrupt download".
+                raise _fail(path, f"is not a valid gzip stream ({exc})", dataset) from None
+    except (OSError, EOFError, zlib.error) as exc:  # closing a damaged gzip stream can fail too
+        raise _fail(path, f"is not a valid gzip stream ({exc})", dataset) from None
+
+
+def _parse(path: Path, f, file_size: int | None, dataset: str | None) -> np.ndarray:
+    head = _read_up_to(f, 4)
+    if len(head) < 4:
+        raise _fail(path, f"is too short to be an IDX file ({len(head)} bytes)", dataset)
+    if head[0] != 0 or head[1] != 0:
         raise _fail(
             path,
-            f"is not an IDX file (magic number starts with {raw[0]:#04x} {raw[1]:#04x}, "
+            f"is not an IDX file (magic number starts with {head[0]:#04x} {head[1]:#04x}, "
             "expected 0x00 0x00)",
             dataset,
         )
-    code, ndim = raw[2], raw[3]
+    code, ndim = head[2], head[3]
     if code not in _DTYPES:
         raise _fail(path, f"has unknown IDX type code {code:#04x}", dataset)
     if not 1 <= ndim <= 4:
         raise _fail(path, f"declares {ndim} dimensions (expected 1 to 4)", dataset)
     header = 4 + 4 * ndim
-    if len(raw) < header:
-        raise _fail(path, f"is truncated inside its header ({len(raw)} of {header} bytes)", dataset)
-    shape = tuple(int(s) for s in np.frombuffer(raw, dtype=">u4", count=ndim, offset=4))
+    dims = _read_up_to(f, 4 * ndim)
+    if len(dims) < 4 * ndim:
+        raise _fail(path, f"is truncated inside its header ({4 + len(dims)} of {header} bytes)", dataset)
+    shape = tuple(int(s) for s in np.frombuffer(bytes(dims), dtype=">u4"))
+    if 0 in shape:
+        raise _fail(path, f"declares an empty array (shape {shape})", dataset)
     dtype = _DTYPES[code]
-    expected = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
-    got = len(raw) - header
+    expected = math.prod(shape) * dtype.itemsize  # Python ints: no overflow, whatever the header says
     kind = "pixels" if ndim >= 2 else "labels"
-    if got < expected:
-        raise _fail(
-            path, f"is truncated (expected {expected} bytes of {kind}, got {got})", dataset
-        )
-    if got > expected:
-        raise _fail(
-            path,
-            f"has {got - expected} trailing bytes after its {expected} bytes of {kind}",
-            dataset,
-        )
-    arr = np.frombuffer(raw, dtype=dtype, offset=header).reshape(shape)
-    # frombuffer gives a read-only view of `raw`; callers get an ordinary,
-    # writable, native-endian array.
-    return arr.astype(dtype.newbyteorder("="), copy=True)
+    if file_size is not None:  # an uncompressed file: its size tells everything before reading
+        got = file_size - header
+        if got < expected:
+            raise _fail(path, f"is truncated (expected {expected} bytes of {kind}, got {got})", dataset)
+        if got > expected:
+            raise _fail(path, f"has {got - expected} trailing bytes after its {expected} bytes of {kind}", dataset)
+    prefix = f"{dataset}: " if dataset else ""
+    check_memory(
+        expected,
+        what=f"{prefix}IDX file {path} (shape {shape})",
+        hint="check that the file is intact, or free memory",
+    )
+    buf = _read_up_to(f, expected)
+    if len(buf) < expected:
+        raise _fail(path, f"is truncated (expected {expected} bytes of {kind}, got {len(buf)})", dataset)
+    extra = len(_read_up_to(f, _TRAILING_PROBE))
+    if extra:
+        more = f"{extra}" if extra < _TRAILING_PROBE else f"more than {extra}"
+        raise _fail(path, f"has {more} trailing bytes after its {expected} bytes of {kind}", dataset)
+    arr = np.frombuffer(buf, dtype=dtype).reshape(shape)
+    # A bytearray gives a writable array; only multi-byte types need a byte swap to native order.
+    return arr if dtype.itemsize == 1 else arr.astype(dtype.newbyteorder("="))
 
 
 def load_idx_pair(

@@ -1,4 +1,4 @@
-"""The one-class protocol (SPEC section 5): which images train, which test.
+"""The one-class protocol: which images train, which test.
 
 ``mode="one-vs-rest"`` (default, the paper's text): class k is normal; the
 model trains on class k's training images; the *whole* test split is scored,
@@ -204,7 +204,7 @@ def validation_split(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Hold out a random fraction of the normal training images: ``(x_train, x_val)``.
 
-    For model selection that never looks at test labels (SPEC section 4).
+    For model selection that never looks at test labels.
     ``round(fraction * n)`` images (at least 1) go to validation, at least
     one stays for training; both keep their original order.
 
