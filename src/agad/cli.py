@@ -58,10 +58,20 @@ def add_config_flags(p: argparse.ArgumentParser) -> None:
             g.add_argument(flag, action=argparse.BooleanOptionalAction, **kw)
         elif opt.kind == "choice":
             g.add_argument(flag, choices=opt.choices, **kw)
+        elif opt.kind == "paths":
+            g.add_argument("--" + name[: -len("_dirs")].replace("_", "-") + "-dir", action="append",
+                           metavar="DIR", **{**kw, "help": f"{opt.help}"})
+        elif opt.kind == "class":
+            g.add_argument(flag, type=_class_arg, metavar="K|NAME", **kw)
         elif opt.kind in ("int", "float"):
             g.add_argument(flag, type=int if opt.kind == "int" else float, metavar=opt.kind.upper(), **kw)
         else:
             g.add_argument(flag, **kw)
+
+
+def _class_arg(text: str) -> int | str:
+    """--normal-class: an index, or a class folder's name."""
+    return int(text) if text.strip().isdigit() else text
 
 
 def _show(value: Any) -> str:

@@ -63,11 +63,19 @@ REMOVED_OPTIONS: dict[str, Any] = {
 class TrainConfig:
     # --- data and protocol ---
     data: str = "mnist-sample"  # dataset name or a directory
-    normal_class: int = 0  # the class treated as normal (or as the anomaly with protocol one-anomalous)
+    # the class treated as normal (or as the anomaly with protocol one-anomalous): an index, or for a folder of
+    # class folders its name (case-insensitive, e.g. "NORMAL"); 0 for a folder means "find it by its name"
+    normal_class: int | str = 0
     gamma: float = 0.0  # fraction of labelled anomalies among training images, in [0, 1)
     known_classes: int | None = None  # draw labelled anomalies from this many classes only (Deep SAD's harder variant)
     protocol: str = "one-vs-rest"  # the paper's text; "one-anomalous" is GANomaly's / the Fig. 2 caption
-    image_size: int | None = None  # None: the dataset's default (32 for MNIST-like and CIFAR, 128 for folders)
+    image_size: int | None = None  # None: the dataset's default (32 for MNIST-like and CIFAR; folders: the size rule)
+    # folders laid out in their own way (anomalib style): the folders of normal (training) images, of anomalies,
+    # of normal test images, and of ground-truth masks; each may be given several times
+    normal_dirs: list[str] = field(default_factory=list)
+    abnormal_dirs: list[str] = field(default_factory=list)
+    normal_test_dirs: list[str] = field(default_factory=list)
+    mask_dirs: list[str] = field(default_factory=list)
 
     # --- model ---
     method: str = "agad"  # agad, or a baseline in the same harness
@@ -306,6 +314,17 @@ class Option:
             if not isinstance(value, str) or not value:
                 raise AgadError(f"The '{name}' parameter must be a non-empty string. Got {value!r} instead.")
             return
+        if self.kind == "paths":
+            if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+                raise AgadError(f"The '{name}' parameter must be a list of folder paths. Got {value!r} instead.")
+            return
+        if self.kind == "class":
+            if isinstance(value, str) and value.strip():
+                return
+            if isinstance(value, bool) or not isinstance(value, int) or not self.lo <= value <= self.hi:
+                raise AgadError(f"The '{name}' parameter must be a class index in [0, {self.hi:g}] or a class "
+                                f"folder's name. Got {value!r} instead.")
+            return
         if self.kind == "dict":
             if not isinstance(value, dict):
                 raise AgadError(f"The '{name}' parameter must be a table. Got {value!r} instead.")
@@ -335,7 +354,8 @@ OPTIONS: dict[str, Option] = {
     # data and protocol
     "data": _o("str", "dataset name (mnist-sample, mnist, fashion-mnist, cifar10, cifar100) or a directory",
                "data", estimator=False),
-    "normal_class": _o("int", "index of the normal class", "data", lo=0, hi=10_000, estimator=False),
+    "normal_class": _o("class", "the normal class: its index, or for a folder of class folders its name "
+                       "(case-insensitive)", "data", lo=0, hi=10_000, estimator=False),
     "gamma": _o("float", "fraction of labelled anomalies among training images", "data", lo=0, hi=1,
                 hi_open=True, estimator=False),
     "known_classes": _o("int", "draw labelled anomalies from this many anomaly classes only (Deep SAD's variant)",
@@ -344,6 +364,11 @@ OPTIONS: dict[str, Option] = {
                    choices=PROTOCOLS, estimator=False),
     "image_size": _o("int", "resize images to this square size (default: the dataset's)", "data", lo=16,
                      hi=1024, optional=True),
+    "normal_dirs": _o("paths", "a folder of normal training images (repeatable)", "data", estimator=False),
+    "abnormal_dirs": _o("paths", "a folder of anomalous images: test images (repeatable)", "data", estimator=False),
+    "normal_test_dirs": _o("paths", "a folder of normal test images (repeatable)", "data", estimator=False),
+    "mask_dirs": _o("paths", "a folder of ground-truth masks of the anomalous images (repeatable)", "data",
+                    estimator=False),
     # model
     "method": _o("choice", "agad, or a baseline in the same harness", "model", choices=METHODS, estimator=False),
     "backbone": _o("choice", "generator backbone", "model", choices=BACKBONES),

@@ -21,13 +21,13 @@ everything a fitted estimator has.
 Inputs. ``X`` is an array (N, H, W), (N, C, H, W) or (N, H, W, C) with
 C in {1, 3}, uint8 or floats in [0, 1] / [0, 255] (see
 :func:`agad.data.as_nchw_uint8`), or a path, a folder, a PIL image or a list
-of them (see :mod:`agad.predict`). Images are resized to a square
-``image_size``; when it is None, the size is taken from the (first) training
-image: its larger side, with 28 -> 32 as in the paper and clipped to
-[16, 128] (:func:`agad.predict.default_image_size`). Files and PIL images are
-converted to the majority mode of the training images (grayscale or RGB) at
-fit time and to the model's mode afterwards; arrays must have the fitted
-number of channels.
+of them, read by :mod:`agad.data.images` (the reader of ``agad train`` and
+``agad predict`` too). Images are resized to a square ``image_size``; when it
+is None, the size comes from the training images (the median image's larger
+side, 28 -> 32 as in the paper, clipped to [16, 128]). Files and PIL images
+are converted to the majority mode of the training images (grayscale or RGB,
+ties RGB) at fit time and to the model's mode afterwards; arrays must have
+the fitted number of channels.
 
 Thresholds and probabilities never look at the data being scored:
 ``threshold_`` is the (1 - contamination) quantile of the training scores of
@@ -51,9 +51,9 @@ from sklearn.utils.validation import check_is_fitted
 
 from .config import DEFAULTS, HELD_OUT_RULES, OPTIONS, TrainConfig
 from .data import as_nchw_uint8, resize_uint8
+from .data.images import default_image_size, expand_items, is_image_input, read_images
 from .errors import AgadError
 from .pipeline import Validation, fit_model, load_run, run_record, save_run
-from .predict import default_image_size, expand_items, is_image_input, read_images
 from .rundir import CONFIG_FILE, TRAIN_SCORES_FILE
 from .runtime import resolve_device, resolve_precision
 from .scoring import (DEFAULT_CONTAMINATION, check_finite, contamination_threshold, f1_best_threshold, labels_at,

@@ -360,21 +360,47 @@ def load_run(run_dir: str | Path, *, device: str | torch.device = "cpu") -> Load
 
 
 # ------------------------------------------------------------------------------------- agad train / evaluate
+def _is_named(data: str) -> bool:
+    from .data import DATASETS
+
+    return data in DATASETS
+
+
 def prepare_split(cfg: TrainConfig) -> tuple[Split, Any]:
-    """Load the dataset named by the config and apply the one-class protocol (errors before any file is written)."""
-    ds = load_dataset(cfg.data, image_size=cfg.image_size)
+    """Load the dataset named by the config and apply the one-class protocol (errors before any file is written).
+
+    A folder is read by :func:`agad.data.layouts.load_folder` in the layout it was distributed in; its normal
+    class (found by name, or ``normal_class`` as a folder name) becomes class 0 of the dataset returned.
+    """
+    folder_opts = {k: getattr(cfg, k) for k in ("normal_dirs", "abnormal_dirs", "normal_test_dirs", "mask_dirs")}
+    if _is_named(cfg.data):
+        if any(folder_opts.values()):
+            raise AgadError(f"--normal-dir / --abnormal-dir / --normal-test-dir / --mask-dir map the folders of a "
+                            f"dataset on disk; {cfg.data} is a named dataset: drop them or pass --data DIR")
+        if isinstance(cfg.normal_class, str):
+            raise AgadError(f"--normal-class {cfg.normal_class!r}: {cfg.data} numbers its classes; pass an index")
+        ds = load_dataset(cfg.data, image_size=cfg.image_size)
+        normal = cfg.normal_class
+    else:
+        if isinstance(cfg.normal_class, int) and cfg.normal_class != 0:
+            raise AgadError(f"--normal-class {cfg.normal_class}: a folder's classes are its sub-folders; pass the "
+                            "normal one by name (e.g. --normal-class NORMAL), or nothing to find it by its name")
+        name = cfg.normal_class if isinstance(cfg.normal_class, str) else None
+        ds = load_dataset(cfg.data, image_size=cfg.image_size, normal_class=name, seed=cfg.seed, **folder_opts)
+        normal = 0  # the folder loader puts the normal class first
     split = one_class_split(
-        ds, cfg.normal_class, gamma=cfg.gamma, known_classes=cfg.known_classes, seed=cfg.seed, mode=cfg.protocol
+        ds, normal, gamma=cfg.gamma, known_classes=cfg.known_classes, seed=cfg.seed, mode=cfg.protocol
     )
     return split, ds
 
 
 def _validation_pool(cfg: TrainConfig, split: Split, ds) -> np.ndarray:
     """Training images of the classes the test calls anomalous, minus the labelled anomalies."""
+    normal = cfg.normal_class if _is_named(cfg.data) else 0
     if cfg.protocol == "one-vs-rest":
-        pool = np.flatnonzero(ds.y_train != cfg.normal_class)
+        pool = np.flatnonzero(ds.y_train != normal)
     else:
-        pool = np.flatnonzero(ds.y_train == cfg.normal_class)
+        pool = np.flatnonzero(ds.y_train == normal)
     return ds.x_train[np.setdiff1d(pool, split.anomaly_indices)]
 
 
