@@ -182,7 +182,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from .pipeline import train
 
     cfg = config_from_args(args)
-    result = train(cfg, args.out, progress=not args.no_progress, overwrite=args.force,
+    result = train(cfg, args.out, progress=not args.no_progress, overwrite=args.force, resume=args.resume,
                    command="agad " + shlex.join(sys.argv[1:]))
     if result.run_dir is not None:
         print(f"trained in {result.fit.seconds:.1f}s; run written to {result.run_dir}")
@@ -451,6 +451,9 @@ def build_parser() -> ArgumentParser:
     p.add_argument("--config", help="TOML file of options, or a run's config.json (flags override it)")
     p.add_argument("--out", required=True, help="run directory to create")
     p.add_argument("--force", action="store_true", help="replace --out if it exists")
+    p.add_argument("--resume", action="store_true",
+                   help="continue a run that was killed from its last checkpoint (same options; the result is "
+                        "the same as an uninterrupted run)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_train)
 

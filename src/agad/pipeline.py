@@ -36,8 +36,8 @@ from .nets import Nets, count_parameters
 from .checkpoint import load_weights, save_weights
 from .rundir import (
     DISCRIMINATOR_FILE, FORMAT_VERSION, GENERATOR_FILE, HISTORY_FILE, METRICS_FILE, SCORES_FILE, TRAIN_SCORES_FILE,
-    atomic_write_json, check_output_dir, load_config, read_history, read_run_config, read_train_scores,
-    staging_dir, write_history, write_record, write_scores_csv, write_train_scores,
+    CHECKPOINT_DIR, atomic_write_json, check_output_dir, load_config, read_history, read_run_config, read_train_scores,
+    staging_dir, staging_path, write_history, write_record, write_scores_csv, write_train_scores,
 )
 from .runtime import DistInfo, init_distributed, resolve_device, resolve_precision
 from .scoring import (DEFAULT_CONTAMINATION, auroc_of, check_finite, contamination_threshold, metrics_at,
@@ -118,6 +118,43 @@ def _check_weights(nets: Nets) -> None:
                                        "weights or the learning rate (nothing was written as a finished run)")
 
 
+# ------------------------------------------------------------------------------------------------ resume
+CHECKPOINT_FILE = "state.safetensors"
+CHECKPOINT_EVERY_S = 60.0  # write the training state at the end of an epoch once this long after the last
+
+
+def _identity(cfg: TrainConfig) -> dict[str, Any]:
+    """What must match for a checkpoint to be resumed: the config without its runtime options."""
+    from .config import RUNTIME_FIELDS
+
+    return {k: v for k, v in cfg.to_dict().items() if k not in RUNTIME_FIELDS}
+
+
+def _save_checkpoint(path: Path, cfg: TrainConfig, trainer, keeper: "EpochKeeper") -> None:
+    from .checkpoint import save_state
+
+    tensors, meta = trainer.training_state()
+    if keeper.state is not None:
+        tensors.update({f"keeper/{k}": v for k, v in keeper.state.items()})
+    meta.update(config=_identity(cfg), keeper_epoch=keeper.epoch,
+                keeper_score=None if keeper.state is None else keeper.score)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_state(path, tensors, meta)
+
+
+def _load_checkpoint(path: Path, cfg: TrainConfig, trainer, keeper: "EpochKeeper") -> None:
+    from .checkpoint import load_state
+
+    tensors, meta = load_state(path)
+    if meta.get("config") != _identity(cfg):
+        raise AgadError(f"{path} is the checkpoint of another configuration; rerun with the options it was "
+                        "started with, or drop --resume to train from the start")
+    trainer.load_training_state(tensors, meta)
+    if meta.get("keeper_epoch") is not None:
+        keeper.epoch, keeper.score = int(meta["keeper_epoch"]), float(meta["keeper_score"])
+        keeper.state = {k[len("keeper/"):]: v for k, v in tensors.items() if k.startswith("keeper/")}
+
+
 # ------------------------------------------------------------------------------------------- fit_model
 @dataclass
 class FitResult:
@@ -156,6 +193,7 @@ def fit_model(
     y_test: np.ndarray | None = None,
     progress: bool = True,
     dist_info: DistInfo | None = None,
+    checkpoint: Path | None = None,
 ) -> FitResult:
     """Train ``cfg.method`` on uint8 (N, C, S, S) normal images and, optionally, labelled anomalies.
 
@@ -164,6 +202,9 @@ def fit_model(
     unlabelled anomalous *training* images: as many as were held out join them as validation anomalies
     (``val/auroc``). ``val`` is a labelled validation set given by the user (``val/auroc`` only).
     ``x_test``/``y_test`` are scored per epoch only when ``cfg.track_test_auroc`` (a diagnostic).
+    ``checkpoint``: a file for the training state, written at the end of an epoch at most every
+    :data:`CHECKPOINT_EVERY_S` seconds; when it exists, training continues from it and ends with the same
+    weights and scores as an uninterrupted run.
     """
     cfg = cfg.resolved()
     method = get_method(cfg.method)
@@ -186,6 +227,11 @@ def fit_model(
     nets = method.build(cfg, in_channels, image_size)
     trainer = method.trainer(cfg, nets, dist_info)
     keeper = EpochKeeper()
+    resumable = checkpoint is not None and hasattr(trainer, "training_state") and not (
+        dist_info is not None and dist_info.enabled)
+    if resumable and Path(checkpoint).is_file():
+        _load_checkpoint(Path(checkpoint), cfg, trainer, keeper)
+    last_saved = [time.monotonic()]
 
     def score(scorer: nn.Module, x: np.ndarray) -> np.ndarray:
         return score_images(scorer, x, batch_size=cfg.eval_batch_size, device=device, amp_dtype=amp,
@@ -208,6 +254,13 @@ def fit_model(
             record["val/auroc"] = auroc_of(val.y, score(scorer, val.x))
         if cfg.track_test_auroc and x_test is not None:  # a diagnostic (paper Fig. 6): chooses nothing
             record["test/auroc"] = auroc_of(y_test, score(scorer, x_test))
+        if resumable and time.monotonic() - last_saved[0] >= CHECKPOINT_EVERY_S:
+            tr.history.append(record)  # the state after this epoch, its record included
+            try:
+                _save_checkpoint(Path(checkpoint), cfg, tr, keeper)
+            finally:
+                tr.history.pop()
+            last_saved[0] = time.monotonic()
 
     t0 = time.perf_counter()
     history = trainer.fit(torch.from_numpy(x_fit), torch.from_numpy(x_anomaly) if n_anomalies else None,
@@ -421,9 +474,14 @@ def train(
     figure: bool = True,
     command: str | None = None,
     contamination: float = DEFAULT_CONTAMINATION,
+    resume: bool = False,
 ) -> TrainResult:
-    """``agad train``: one model on a dataset's one-class split, written to ``out`` (None: in memory only)."""
-    if out is not None:  # fail before any work, not after training
+    """``agad train``: one model on a dataset's one-class split, written to ``out`` (None: in memory only).
+
+    While training, the state is checkpointed in the staging folder beside ``out``; with ``resume`` a run that
+    was killed continues from its last checkpoint (a finished run directory is never touched).
+    """
+    if out is not None and not (resume and staging_path(Path(out)).is_dir()):  # fail before any work
         check_output_dir(out, overwrite=overwrite)
     cfg = cfg.resolved()
     device = resolve_device(cfg.device)
@@ -433,10 +491,12 @@ def train(
     split, ds = prepare_split(cfg)
     pool = _validation_pool(cfg, split, ds) if cfg.resolved_val_fraction() > 0 else None
     writes = out is not None and dist_info.is_main
-    with staging_dir(Path(out), overwrite=overwrite) if writes else contextlib.nullcontext() as tmp:
+    staging = staging_dir(Path(out), overwrite=overwrite, resume=resume, keep_on_error=True) if writes else None
+    with staging or contextlib.nullcontext() as tmp:
         # the staging folder (and its lock) exists from here: a second run into the same --out refuses now
         fit = fit_model(cfg, split.x_normal, split.x_anomaly if len(split.x_anomaly) else None, val_pool=pool,
-                        x_test=split.x_test, y_test=split.y_test, progress=progress, dist_info=dist_info)
+                        x_test=split.x_test, y_test=split.y_test, progress=progress, dist_info=dist_info,
+                        checkpoint=None if tmp is None else tmp / CHECKPOINT_DIR / CHECKPOINT_FILE)
         threshold = contamination_threshold(fit.train_scores, contamination)
         result = TrainResult(run_dir=None, fit=fit, split=split, threshold=threshold)
         if writes:

@@ -31,7 +31,7 @@ import copy
 import math
 import time
 from collections import defaultdict
-from typing import Callable, Iterator
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -52,10 +52,31 @@ def _l1_per_image(a: Tensor, b: Tensor) -> Tensor:
     return (a.float() - b.float()).abs().flatten(1).mean(1)
 
 
-def _anomaly_stream(n: int, generator: torch.Generator) -> Iterator[int]:
-    """Endless reshuffled passes over the labelled anomalies (they are few: resample as needed)."""
-    while True:
-        yield from torch.randperm(n, generator=generator).tolist()
+class AnomalyStream:
+    """Endless reshuffled passes over the labelled anomalies (they are few: resample as needed).
+
+    Its state (the generator, the current pass and the position in it) is saved with a checkpoint, so a
+    resumed run draws the same anomalies as an uninterrupted one.
+
+    >>> s = AnomalyStream(3, torch.Generator().manual_seed(0))
+    >>> sorted(s.take(3)) == [0, 1, 2]
+    True
+    """
+
+    def __init__(self, n: int, generator: torch.Generator):
+        self.n, self.generator = n, generator
+        self.order = torch.zeros(0, dtype=torch.int64)
+        self.pos = 0
+
+    def take(self, k: int) -> list[int]:
+        out = []
+        while len(out) < k:
+            if self.pos >= len(self.order):
+                self.order, self.pos = torch.randperm(self.n, generator=self.generator), 0
+            m = min(k - len(out), len(self.order) - self.pos)
+            out += self.order[self.pos : self.pos + m].tolist()
+            self.pos += m
+        return out
 
 
 def _ema_with_warmup(decay: float):
@@ -124,6 +145,9 @@ class AGADTrainer:
         self.d_resets = 0
         self.history: list[dict[str, float]] = []
         self._rescored: nn.Module | None = None  # scoring_bn="recomputed": set at the end of each epoch of fit
+        self.batch_gen = torch.Generator().manual_seed(cfg.seed)  # batch order
+        self.stream: AnomalyStream | None = None  # labelled anomalies, made by the first fit that has them
+        self._anomaly_gen = torch.Generator().manual_seed(cfg.seed + 1)
 
     # ------------------------------------------------------------------ helpers
     @property
@@ -242,6 +266,54 @@ class AGADTrainer:
         self._maybe_reset_discriminator(out["D/total"])
         return out
 
+    # ------------------------------------------------------------------ resume
+    def training_state(self) -> tuple[dict[str, Tensor], dict[str, Any]]:
+        """Everything a resumed run needs to continue bit for bit: (named tensors, JSON metadata).
+
+        Networks (with batch-norm statistics), optimiser moments, the EMA copy, every RNG the loop draws
+        from (batch order, labelled anomalies, and torch's global RNG, which re-initialises D), counters and
+        the history so far.
+        """
+        tensors: dict[str, Tensor] = {}
+        meta: dict[str, Any] = {"epoch": self.epoch, "steps": self.steps, "d_resets": self.d_resets,
+                                "history": self.history}
+        for name, module in (("G", self.G), ("D", self.D)) + ((("G_ema", self.G_ema),) if self.G_ema else ()):
+            for k, v in module.state_dict().items():
+                tensors[f"{name}/{k}"] = v
+        for name, opt in (("opt_g", self.opt_g), ("opt_d", self.opt_d)):
+            sd = opt.state_dict()
+            meta[name] = {"param_groups": sd["param_groups"], "state_keys": {}}
+            for idx, st in sd["state"].items():
+                meta[name]["state_keys"][str(idx)] = sorted(st)
+                for k, v in st.items():
+                    tensors[f"{name}/{idx}/{k}"] = v if torch.is_tensor(v) else torch.tensor(v)
+        tensors["rng/batch"] = self.batch_gen.get_state()
+        tensors["rng/anomaly"] = self._anomaly_gen.get_state()
+        tensors["rng/cpu"] = torch.get_rng_state()
+        if self.stream is not None:
+            tensors["stream/order"] = self.stream.order
+            meta["stream_pos"] = self.stream.pos
+            meta["stream_n"] = self.stream.n
+        return tensors, meta
+
+    def load_training_state(self, tensors: dict[str, Tensor], meta: dict[str, Any]) -> None:
+        """Continue from :meth:`training_state` (the same config and networks must have been built)."""
+        for name, module in (("G", self.G), ("D", self.D)) + ((("G_ema", self.G_ema),) if self.G_ema else ()):
+            prefix = f"{name}/"
+            module.load_state_dict({k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)})
+        for name, opt in (("opt_g", self.opt_g), ("opt_d", self.opt_d)):
+            state = {int(idx): {k: tensors[f"{name}/{idx}/{k}"] for k in keys}
+                     for idx, keys in meta[name]["state_keys"].items()}
+            opt.load_state_dict({"state": state, "param_groups": meta[name]["param_groups"]})
+        self.batch_gen.set_state(tensors["rng/batch"])
+        self._anomaly_gen.set_state(tensors["rng/anomaly"])
+        torch.set_rng_state(tensors["rng/cpu"])
+        if "stream/order" in tensors:
+            self.stream = AnomalyStream(int(meta["stream_n"]), self._anomaly_gen)
+            self.stream.order, self.stream.pos = tensors["stream/order"].to(torch.int64), int(meta["stream_pos"])
+        self.epoch, self.steps, self.d_resets = int(meta["epoch"]), int(meta["steps"]), int(meta["d_resets"])
+        self.history = [dict(h) for h in meta["history"]]
+
     def steps_per_epoch(self, n: int) -> int:
         """Optimizer steps in one epoch over ``n`` normal images (this process's shard; a last batch of one
         image is dropped, as in :meth:`fit`).
@@ -315,9 +387,10 @@ class AGADTrainer:
         x_normal = self._prep(x_normal)  # converted once: the data path is tensor slicing from here on
         has_anomalies = x_anomaly is not None and len(x_anomaly) > 0
         x_anomaly = self._prep(x_anomaly) if has_anomalies else None
-        gen = torch.Generator().manual_seed(cfg.seed)
-        anomaly_gen = torch.Generator().manual_seed(cfg.seed + 1)
-        stream = _anomaly_stream(len(x_anomaly), anomaly_gen) if has_anomalies else None
+        gen = self.batch_gen
+        if has_anomalies and self.stream is None:
+            self.stream = AnomalyStream(len(x_anomaly), self._anomaly_gen)
+        stream = self.stream if has_anomalies else None
 
         # batch_size counts normal images; labelled anomalies ride on top, at least min_anomalies_per_batch of
         # them (Algorithm 1), so an epoch has as many steps with and without labelled anomalies.
@@ -327,6 +400,10 @@ class AGADTrainer:
         n = len(x_normal)
         if cfg.min_steps and epochs_arg is None:  # a budget in steps: as many epochs as it takes
             epochs = max(epochs, math.ceil(cfg.min_steps / self.steps_per_epoch(n)))
+        if epochs_arg is None:  # the config's budget counts from the start: a resumed run does the rest
+            epochs = max(0, epochs - self.epoch)
+            if epochs == 0 and cfg.scoring_bn == "recomputed" and self._rescored is None:
+                self._recompute_scoring_bn(x_normal, x_anomaly)
         last_epoch = self.epoch + epochs
         for _ in range(epochs):
             t0 = time.perf_counter()
@@ -345,7 +422,7 @@ class AGADTrainer:
             for i, idx in enumerate(bar):
                 x_a = None
                 if stream is not None:
-                    a_idx = torch.tensor([next(stream) for _ in range(n_a)])
+                    a_idx = torch.tensor(stream.take(n_a))
                     x_a = x_anomaly[a_idx]
                 logs = self.step(x_normal[idx], x_a)
                 self.steps += 1

@@ -1,0 +1,71 @@
+"""A killed training resumes from its checkpoint and ends with the weights and scores of an uninterrupted run."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from safetensors.numpy import load_file
+
+from agad import pipeline
+from agad.config import TrainConfig
+from agad.errors import AgadError
+from agad.rundir import CHECKPOINT_DIR, GENERATOR_FILE, staging_path
+
+
+def _cfg(**kw) -> TrainConfig:
+    base = dict(data="mnist-sample", normal_class=1, epochs=3, batch_size=32, device="cpu", precision="fp32",
+                num_threads=1)
+    return TrainConfig(**{**base, **kw})
+
+
+class Killed(BaseException):
+    """Stands for SIGKILL: nothing of the run's own error handling runs for it."""
+
+
+@pytest.mark.parametrize("gamma", [0.0, 0.05])
+def test_a_run_killed_after_an_epoch_resumes_to_the_same_weights_and_scores(tmp_path, monkeypatch, gamma):
+    cfg = _cfg(gamma=gamma)
+    whole = pipeline.train(cfg, tmp_path / "whole", progress=False, figure=False)
+
+    monkeypatch.setattr(pipeline, "CHECKPOINT_EVERY_S", 0.0)  # a checkpoint after every epoch
+    real = pipeline._save_checkpoint
+    saved = []
+
+    def save_then_die(path, cfg_, trainer, keeper):
+        real(path, cfg_, trainer, keeper)
+        saved.append(trainer.epoch)
+        if trainer.epoch == 2:
+            raise Killed
+
+    monkeypatch.setattr(pipeline, "_save_checkpoint", save_then_die)
+    out = tmp_path / "resumed"
+    with pytest.raises(Killed):
+        pipeline.train(cfg, out, progress=False, figure=False)
+    assert not out.exists() and (staging_path(out) / CHECKPOINT_DIR).is_dir()
+
+    monkeypatch.setattr(pipeline, "_save_checkpoint", real)
+    resumed = pipeline.train(cfg, out, progress=False, figure=False, resume=True)
+    assert saved == [1, 2]
+    assert [h["epoch"] for h in resumed.fit.history] == [1, 2, 3]
+    a, b = load_file(str(tmp_path / "whole" / GENERATOR_FILE)), load_file(str(out / GENERATOR_FILE))
+    assert a.keys() == b.keys() and all(np.array_equal(a[k], b[k]) for k in a)
+    np.testing.assert_array_equal(whole.fit.train_scores, resumed.fit.train_scores)
+    assert whole.threshold == resumed.threshold
+    assert not (out / CHECKPOINT_DIR).exists() and not staging_path(out).exists()
+
+
+def test_a_checkpoint_of_another_config_is_refused(tmp_path, monkeypatch):
+    monkeypatch.setattr(pipeline, "CHECKPOINT_EVERY_S", 0.0)
+    real = pipeline._save_checkpoint
+
+    def die(path, cfg_, trainer, keeper):
+        real(path, cfg_, trainer, keeper)
+        raise Killed
+
+    monkeypatch.setattr(pipeline, "_save_checkpoint", die)
+    out = tmp_path / "run"
+    with pytest.raises(Killed):
+        pipeline.train(_cfg(), out, progress=False, figure=False)
+    monkeypatch.setattr(pipeline, "_save_checkpoint", real)
+    with pytest.raises(AgadError, match="checkpoint of another configuration"):
+        pipeline.train(_cfg(lr=1e-3), out, progress=False, figure=False, resume=True)
