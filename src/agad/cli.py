@@ -314,6 +314,16 @@ def cmd_plan(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_validation(args: argparse.Namespace) -> int:
+    from .experiments.selection import validation_table
+
+    command = shlex.join(["agad", "bench", "validation", *args.roots, "--out", args.out, "--floor", str(args.floor),
+                          "--max-gap", str(args.max_gap)])
+    path = validation_table(args.roots, args.out, command=command, floor=args.floor, max_gap=args.max_gap)
+    print(f"validation table written to {path}")
+    return 0
+
+
 def cmd_figures(args: argparse.Namespace) -> int:
     from .experiments import figures as F
 
@@ -397,6 +407,13 @@ def _add_bench(sub) -> None:
     p.add_argument("--table-only", action="store_true", help="train nothing; rebuild the table from the archive")
     p.add_argument("--keep-weights", action="store_true", help="keep *.safetensors in the grid folder")
     p.set_defaults(func=cmd_plan)
+    help_ = "a selection's validation table, from the runs' histories only (no test score is read)"
+    p = bsub.add_parser("validation", help=help_, description=help_)
+    p.add_argument("roots", nargs="+", help="folders holding the candidates' runs (e.g. an archive)")
+    p.add_argument("--out", required=True, help="markdown file to write")
+    p.add_argument("--floor", type=float, default=80.0, help="no run may end below this (default 80)")
+    p.add_argument("--max-gap", type=float, default=4.0, help="largest allowed seed gap per class (default 4)")
+    p.set_defaults(func=cmd_validation)
     help_ = ("copy what the tables are built from (config.json, history.jsonl, metrics.json of each complete run) "
              "to a small folder that can be committed; `--table-only --out ARCHIVE` rebuilds the tables from it")
     p = bsub.add_parser("archive", help=help_, description=help_)

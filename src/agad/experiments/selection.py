@@ -1,0 +1,102 @@
+"""Validation tables for a selection: read from each run's config.json and history.jsonl only, never a test score.
+
+A selection compares candidate recipes on validation images carved from the training split
+(``val_fraction``). :func:`validation_table` groups runs by what distinguishes their configs, and per
+candidate gives the validation AUROC at the last epoch of every (class, seed) run, the largest seed gap of
+a class, the lowest run, and whether the candidate meets a steadiness rule: no run below ``floor`` and every
+class's seeds within ``max_gap`` points.
+
+>>> rows = [{"candidate": "A", "normal_class": 0, "seed": 0, "val": 90.0},
+...         {"candidate": "A", "normal_class": 0, "seed": 1, "val": 93.0}]
+>>> summarise(rows, floor=80, max_gap=4)[0]["eligible"]
+True
+"""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from pathlib import Path
+from typing import Any, Iterable
+
+from ..config import RUNTIME_FIELDS, TrainConfig
+from ..errors import AgadError
+from ..rundir import CONFIG_FILE, HISTORY_FILE, atomic_write_text
+from .stats import last_half_spread
+
+IDENTITY_SKIP = RUNTIME_FIELDS | {"normal_class", "seed", "extra", "data"}
+
+
+def _runs(roots: Iterable[str | Path]) -> list[Path]:
+    found = []
+    for root in roots:
+        found += sorted(p.parent for p in Path(root).rglob(CONFIG_FILE) if (p.parent / HISTORY_FILE).is_file())
+    if not found:
+        raise AgadError(f"no run with {CONFIG_FILE} and {HISTORY_FILE} under {', '.join(map(str, roots))}")
+    return found
+
+
+def _labels(cfgs: list[dict[str, Any]]) -> list[str]:
+    """Each run's candidate: the options that vary between the runs, where this run leaves the default."""
+    defaults = TrainConfig().resolved().to_dict()
+    keys = {k for c in cfgs for k in c if k not in IDENTITY_SKIP}
+    varying = sorted(k for k in keys if len({json.dumps(c.get(k), sort_keys=True) for c in cfgs}) > 1)
+    return [", ".join(f"{k}={c.get(k)}" for k in varying if c.get(k) != defaults.get(k)) or "default" for c in cfgs]
+
+
+def validation_rows(roots: Iterable[str | Path]) -> list[dict[str, Any]]:
+    """One row per run: its candidate label, class, seed, last-epoch validation AUROC (%) and its spread."""
+    runs = _runs(roots)
+    cfgs = [json.loads((run / CONFIG_FILE).read_text())["config"] for run in runs]
+    rows = []
+    for run, cfg, label in zip(runs, cfgs, _labels(cfgs)):
+        history = [json.loads(line) for line in (run / HISTORY_FILE).read_text().splitlines() if line.strip()]
+        curve = [100 * h["val/auroc"] for h in history if h.get("val/auroc") is not None]
+        if not curve:
+            raise AgadError(f"{run}: no validation AUROC in {HISTORY_FILE}; the run needs val_fraction > 0")
+        rows.append({"candidate": label, "normal_class": cfg["normal_class"],
+                     "seed": cfg["seed"], "val": curve[-1], "spread": last_half_spread(curve),
+                     "steps": history[-1].get("steps"), "run": run.name})
+    return rows
+
+
+def summarise(rows: list[dict[str, Any]], *, floor: float, max_gap: float) -> list[dict[str, Any]]:
+    """Per candidate: mean, lowest run, largest per-class seed gap, and whether the steadiness rule holds."""
+    by: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for r in rows:
+        by[r["candidate"]].append(r)
+    out = []
+    for name, rs in by.items():
+        per_class: dict[Any, list[float]] = defaultdict(list)
+        for r in rs:
+            per_class[r["normal_class"]].append(r["val"])
+        gap = max((max(v) - min(v)) for v in per_class.values())
+        low = min(r["val"] for r in rs)
+        out.append({"candidate": name, "runs": len(rs), "mean": sum(r["val"] for r in rs) / len(rs), "lowest": low,
+                    "largest_seed_gap": gap, "eligible": low >= floor and gap <= max_gap,
+                    "per_class": {c: v for c, v in sorted(per_class.items(), key=lambda kv: str(kv[0]))}})
+    return sorted(out, key=lambda s: -s["mean"])
+
+
+def validation_table(roots: Iterable[str | Path], out: str | Path, *, command: str, floor: float = 80.0,
+                     max_gap: float = 4.0) -> Path:
+    """Write the validation table of the runs under ``roots`` (markdown) and return its path."""
+    rows = validation_rows(roots)
+    summary = summarise(rows, floor=floor, max_gap=max_gap)
+    lines = [f"<!-- {command} -->", "",
+             f"Validation AUROC (%) at the last epoch, from each run's history (no test score read). Eligible: "
+             f"no run below {floor:g} and every class's seeds within {max_gap:g} points.", "",
+             "| candidate | runs | mean | lowest | largest seed gap | eligible | per class (seeds) |",
+             "|---|---|---|---|---|---|---|"]
+    for s in summary:
+        per = "; ".join(f"{c}: {' / '.join(f'{v:.1f}' for v in vs)}" for c, vs in s["per_class"].items())
+        lines.append(f"| {s['candidate']} | {s['runs']} | {s['mean']:.2f} | {s['lowest']:.1f} | "
+                     f"{s['largest_seed_gap']:.1f} | {'yes' if s['eligible'] else 'no'} | {per} |")
+    lines += ["", "| run | candidate | class | seed | steps | validation AUROC | last-half spread |",
+              "|---|---|---|---|---|---|---|"]
+    for r in sorted(rows, key=lambda r: (r["candidate"], str(r["normal_class"]), r["seed"])):
+        lines.append(f"| {r['run']} | {r['candidate']} | {r['normal_class']} | {r['seed']} | {r['steps']} | "
+                     f"{r['val']:.1f} | {r['spread']:.1f} |")
+    path = Path(out)
+    atomic_write_text(path, "\n".join(lines) + "\n")
+    return path
