@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from . import __version__
-from .config import BACKBONES, DEVICES, METHODS, OPTIONS, PRECISIONS, TrainConfig
+from .config import BACKBONES, DEVICES, METHODS, OPTIONS, TrainConfig
 from .errors import AgadError
 
 EXIT_USAGE = 2
@@ -330,7 +330,9 @@ def cmd_figures(args: argparse.Namespace) -> int:
     where = parse_sets(args.where) if getattr(args, "where", None) else None
     runs = F.expand_runs(args.runs)
     if args.figure == "recon":
-        out = F.recon_figure(runs, args.out, per_group=args.per_group, device=args.device)
+        from .fig2 import recon_figure
+
+        out = recon_figure(runs, args.out, per_group=args.per_group, device=args.device)
     elif args.figure == "boxplot":
         out = F.score_boxplot(runs, args.out, gammas=args.gammas, where=where)
     elif args.figure == "auroc-curves":

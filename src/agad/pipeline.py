@@ -28,7 +28,7 @@ import torch
 from torch import nn
 
 from . import __version__
-from .config import HELD_OUT_RULES, TrainConfig
+from .config import TrainConfig
 from .data import Split, load_dataset, one_class_split, validation_split
 from .errors import AgadError
 from .methods import get_method
@@ -354,16 +354,13 @@ def save_run(out: str | Path, *, nets: Nets, history: list[dict[str, float]], tr
 
 
 def _fit_files(fit: FitResult, figure: tuple[np.ndarray, np.ndarray, str] | None) -> dict[str, Any]:
-    draw = None
+    draw = None  # a function of the staging folder that adds the figure
     if figure is not None and hasattr(fit.scorer, "score_and_reconstruct"):
         from .figures import reconstruction_figure
 
         x_fig, y_fig, title = figure
-
-        def draw(tmp: Path) -> None:
-            reconstruction_figure(fit.scorer, x_fig, y_fig, tmp / "reconstructions.png", device=fit.device,
-                                  amp_dtype=fit.amp, title=title)
-
+        draw = lambda tmp: reconstruction_figure(  # noqa: E731
+            fit.scorer, x_fig, y_fig, tmp / "reconstructions.png", device=fit.device, amp_dtype=fit.amp, title=title)
     return {"nets": fit.nets, "history": fit.history, "train_scores": fit.train_scores, "figure": draw}
 
 

@@ -33,7 +33,6 @@ import time
 from collections import defaultdict
 from typing import Any, Callable
 
-import numpy as np
 import torch
 import torch.distributed as dist
 from torch import Tensor, nn

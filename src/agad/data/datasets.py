@@ -37,16 +37,17 @@ Example:
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 
+from agad.data.base import Dataset
 from agad.data.bounds import MAX_IMAGE_SIZE, check_memory, images_nbytes
 from agad.data.cifar import CIFAR_ARCHIVES, CIFAR_DIRS, find_cifar, load_cifar
 from agad.data.idx import load_idx_pair
 from agad.data.images import IMAGE_EXTENSIONS
+from agad.data.layouts import load_folder
 from agad.data.transforms import resize_uint8
 from agad.errors import AgadError, DataError
 
@@ -81,78 +82,6 @@ _IDX_FILES = {
     "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
     "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
 }
-
-
-@dataclass(frozen=True, eq=False)
-class Dataset:
-    """A labelled train/test split of images.
-
-    Attributes:
-        name: dataset name ("fashion-mnist") or the folder name for paths.
-        x_train, x_test: uint8 (N, C, H, W).
-        y_train, y_test: int64 (N,), class indices into ``class_names``.
-        class_names: one name per class.
-
-    Example:
-        >>> import numpy as np
-        >>> x = np.zeros((2, 1, 4, 4), np.uint8); y = np.array([0, 1])
-        >>> Dataset("toy", x, y, x, y, ["a", "b"]).num_classes
-        2
-    """
-
-    name: str
-    x_train: np.ndarray
-    y_train: np.ndarray
-    x_test: np.ndarray
-    y_test: np.ndarray
-    class_names: list[str]
-
-    def __post_init__(self):
-        # Checked here once so that every consumer can rely on the layout.
-        for split, x, y in (("train", self.x_train, self.y_train), ("test", self.x_test, self.y_test)):
-            if not isinstance(x, np.ndarray) or x.dtype != np.uint8 or x.ndim != 4:
-                raise DataError(
-                    f"{self.name}: x_{split} must be a uint8 array (N, C, H, W); got "
-                    f"{getattr(x, 'dtype', type(x).__name__)} of shape {getattr(x, 'shape', '?')}"
-                )
-            if not isinstance(y, np.ndarray) or y.ndim != 1 or len(y) != len(x):
-                raise DataError(
-                    f"{self.name}: y_{split} must be a 1-D array with one label per image "
-                    f"({len(x)}); got shape {getattr(y, 'shape', '?')}"
-                )
-            if not np.issubdtype(y.dtype, np.integer):
-                raise DataError(f"{self.name}: y_{split} must hold integer class indices; got dtype {y.dtype}")
-            if y.dtype != np.int64:
-                object.__setattr__(self, f"y_{split}", y.astype(np.int64))
-            if len(y) and (y.min() < 0 or y.max() >= len(self.class_names)):
-                raise DataError(
-                    f"{self.name}: y_{split} holds labels {int(y.min())}..{int(y.max())} "
-                    f"but there are {len(self.class_names)} class names"
-                )
-        if self.x_train.shape[1:] != self.x_test.shape[1:]:
-            raise DataError(
-                f"{self.name}: train images are {self.x_train.shape[1:]} but test images are "
-                f"{self.x_test.shape[1:]}; both splits must share (C, H, W)"
-            )
-        object.__setattr__(self, "class_names", [str(c) for c in self.class_names])
-
-    @property
-    def num_classes(self) -> int:
-        return len(self.class_names)
-
-    @property
-    def channels(self) -> int:
-        return int(self.x_train.shape[1])
-
-    @property
-    def image_size(self) -> tuple[int, int]:
-        return int(self.x_train.shape[2]), int(self.x_train.shape[3])
-
-    def __repr__(self) -> str:
-        return (
-            f"Dataset({self.name!r}, train={self.x_train.shape}, test={self.x_test.shape}, "
-            f"classes={self.num_classes})"
-        )
 
 
 def data_home() -> Path:
@@ -382,7 +311,6 @@ def load_dataset(
         if found is not None:
             return _cifar_dataset(found[0], found[1], image_size)
     if path.is_dir() and (given or _holds_images(path)):
-        from agad.data.layouts import load_folder  # imported here: layouts builds on this module
 
         data = load_folder(path, image_size=image_size, seed=seed, test_fraction=test_fraction, **folder_opts)
         return data.to_dataset(label)

@@ -68,7 +68,7 @@ from typing import Sequence
 import numpy as np
 
 from agad.data.bounds import check_memory, images_nbytes
-from agad.data.datasets import Dataset
+from agad.data.base import Dataset
 from agad.data.images import (
     IMAGE_EXTENSIONS,
     DataWarning,

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from agad.data.datasets import Dataset
+from agad.data.base import Dataset
 from agad.errors import AgadError
 
 __all__ = ["MODES", "Split", "n_anomalies_for", "one_class_split", "validation_split"]
