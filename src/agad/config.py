@@ -162,6 +162,9 @@ class TrainConfig:
             raise AgadError(f"g_norm {self.g_norm!r} keeps no running statistics: AdvProp's auxiliary batch norm has "
                             "nothing to separate, and only AGAD's naive backbone builds it; use it with "
                             "--no-advprop and --backbone naive")
+        if self.select_epoch in HELD_OUT_RULES and self.method != "agad":
+            raise AgadError(f"select_epoch '{self.select_epoch}' reads AGAD's reconstruction terms; method "
+                            f"{self.method} keeps its last epoch: use select_epoch last (or auto)")
         if self.select_epoch == "val-ratio" and self.gamma <= 0:
             raise AgadError("select_epoch 'val-ratio' weighs the held-out normal score against the labelled "
                             "anomalies' reconstruction distance: it needs labelled anomalies (gamma > 0); "
@@ -249,8 +252,8 @@ class TrainConfig:
         """
         val_fraction = self.resolved_val_fraction()
         select = self.select_epoch
-        if select == "auto":
-            select = "val-ratio" if self.gamma > 0 and val_fraction > 0 else "last"
+        if select == "auto":  # the held-out rules read AGAD's own loss terms; other methods keep their last epoch
+            select = "val-ratio" if self.gamma > 0 and val_fraction > 0 and self.method == "agad" else "last"
         unet_style = self.resolved_unet_style() if self.uses_unet() else self.unet_style
         backbone = BASELINE_BACKBONES.get(self.method, self.backbone)  # a baseline's --backbone changes nothing
         return dataclasses.replace(self, val_fraction=val_fraction, select_epoch=select, unet_style=unet_style,
