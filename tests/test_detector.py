@@ -6,20 +6,24 @@ check the contract, not the quality.
 
 from __future__ import annotations
 
-import dataclasses
+import inspect
 import json
+
+import copy
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
-from sklearn.base import clone
+from sklearn.base import clone, is_outlier_detector
 from sklearn.exceptions import NotFittedError
 
 from agad import AGAD
-from agad.config import TrainConfig
+from agad.config import DEFAULTS, OPTIONS
 from agad.data import load_dataset
-from agad.detector import TRAIN_SCORES_FILE, f1_best_threshold
+from agad.detector import TRAIN_SCORES_FILE
 from agad.errors import AgadError
+from agad.scoring import f1_best_threshold
 
 FAST = dict(epochs=1, batch_size=32, device="cpu", precision="fp32")
 
@@ -57,7 +61,7 @@ def test_init_only_stores_parameters_and_clone_round_trips():
     det = AGAD(epochs=3, contamination=0.2, backbone="unet", ema_decay=0.99)
     params = det.get_params()
     assert params["epochs"] == 3 and params["backbone"] == "unet" and params["ema_decay"] == 0.99
-    assert params["detach_pseudo"] is None  # None: TrainConfig's default, read at fit time
+    assert params["lr"] == 2e-4 and params["advprop"] is True  # the real defaults, not None
     twin = clone(det)
     assert twin is not det and twin.get_params() == params
     assert twin.set_params(epochs=5).epochs == 5
@@ -65,11 +69,25 @@ def test_init_only_stores_parameters_and_clone_round_trips():
 
 
 def test_explicit_defaults_agree_with_train_config():
-    defaults = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
     params = AGAD().get_params()
     for name in ("backbone", "epochs", "batch_size", "lr", "w_adv", "w_con", "w_adcon", "w_lat", "ca",
                  "device", "precision"):
-        assert params[name] == defaults[name], name
+        assert params[name] == DEFAULTS[name], name
+    sig = inspect.signature(AGAD)
+    assert all(p.kind is inspect.Parameter.KEYWORD_ONLY for p in sig.parameters.values())
+    assert sig.parameters["w_con"].default == 50.0 and sig.parameters["contamination"].default == 0.1
+    assert "w_con = 50.0" in AGAD.__doc__ and OPTIONS["w_con"].help in AGAD.__doc__  # help(AGAD) shows them
+
+
+@pytest.mark.parametrize("name", ["lr_schedule", "grad_clip", "data", "method", "seed", "lr_rate"])
+def test_unknown_parameters_are_a_type_error(name):
+    # removed options, and options that fit's input sets (data, method) or that have their own name (seed)
+    with pytest.raises(TypeError, match=f"unexpected keyword argument '{name}'"):
+        AGAD(**{name: 1})
+
+
+def test_it_is_a_scikit_learn_outlier_detector():
+    assert is_outlier_detector(AGAD())
 
 
 @pytest.mark.parametrize(
@@ -79,11 +97,14 @@ def test_explicit_defaults_agree_with_train_config():
         ({"contamination": 0}, "'contamination'"),
         ({"backbone": "resnet"}, "The 'backbone' parameter must be one of naive, unet, unetpp. Got 'resnet'"),
         ({"epochs": 0}, "The 'epochs' parameter"),
-        ({"image_size": 8}, "The 'image_size' parameter must be None or an integer in [16, 1024]. Got 8"),
+        ({"image_size": 8}, "The 'image_size' parameter must be in [16, 1024]. Got 8 instead."),
+        ({"image_size": 32.5}, "The 'image_size' parameter must be an integer. Got 32.5 instead."),
         ({"random_state": -1}, "The 'random_state' parameter"),
-        ({"ca": "yes"}, "The 'ca' parameter must be a bool"),
+        ({"ca": "yes"}, "The 'ca' parameter must be true or false. Got 'yes' instead."),
         ({"device": "tpu"}, "The 'device' parameter must be one of auto, cpu, cuda"),
-        ({"lr_schedule": "step"}, "The 'lr_schedule' parameter must be one of constant, cosine. Got 'step'"),
+        ({"select_epoch": "best"}, "The 'select_epoch' parameter must be one of auto, last, val-recon, val-ratio. "
+                                   "Got 'best' instead."),
+        ({"ema_decay": 1.0}, "The 'ema_decay' parameter must be in [0, 1). Got 1.0 instead."),
     ],
 )
 def test_bad_parameters_raise_value_errors_naming_them(kwargs, needle):
@@ -179,6 +200,53 @@ def test_threshold_from_validation_set(supervised, digits):
     assert "val/auroc" in supervised.history_[0]
 
 
+def test_calibrate_sets_the_threshold_without_refitting(fitted, digits, tmp_path):
+    from agad.scoring import fpr_threshold
+
+    det = copy.deepcopy(fitted)  # the shared fixture keeps its own threshold
+    weights = [p.clone() for p in det.generator_.parameters()]
+    s_val = det.decision_function(digits["val_x"])
+    assert det.calibrate(digits["val_x"], digits["val_y"]) is det
+    assert det.threshold_source_ == "calibration"
+    assert det.threshold_ == f1_best_threshold(s_val, digits["val_y"])[0]
+    np.testing.assert_array_equal(det.labels_, det.decision_scores_ > det.threshold_)
+    assert all(torch.equal(a, b) for a, b in zip(weights, det.generator_.parameters()))  # nothing retrained
+    # a target false-positive rate on normal images only: y_val == 0, or all of X_val when y_val is None
+    normal = digits["val_x"][digits["val_y"] == 0]
+    det.calibrate(digits["val_x"], digits["val_y"], target_fpr=0.25)
+    s_normal = det.decision_function(normal)
+    assert det.threshold_ == fpr_threshold(s_normal, 0.25) and (s_normal > det.threshold_).mean() <= 0.25
+    assert det.calibrate(normal, target_fpr=0.25).threshold_ == fpr_threshold(s_normal, 0.25)
+    # saved with the model and read back as such
+    loaded = AGAD.load(det.save(tmp_path / "calibrated"))
+    assert loaded.threshold_ == det.threshold_ and loaded.threshold_source_ == "calibration"
+    np.testing.assert_array_equal(loaded.predict(digits["test"]), det.predict(digits["test"]))
+
+
+def test_calibrate_errors_are_named(fitted, digits):
+    det = copy.deepcopy(fitted)
+    with pytest.raises(NotFittedError):
+        AGAD().calibrate(digits["val_x"], digits["val_y"])
+    with pytest.raises(AgadError, match="both normal"):
+        det.calibrate(digits["val_x"][:4], [0, 0, 0, 0])
+    with pytest.raises(AgadError, match="X_val and y_val must be given together"):
+        det.calibrate(digits["val_x"])
+    with pytest.raises(AgadError, match="false-positive rate must be in"):
+        det.calibrate(digits["val_x"], target_fpr=1.5)
+    with pytest.raises(AgadError, match="needs normal images"):
+        det.calibrate(digits["val_x"][:2], [1, 1], target_fpr=0.1)
+    assert det.threshold_ == fitted.threshold_ and det.threshold_source_ == "contamination"  # unchanged
+
+
+def test_fit_predict_labels_the_training_images(fitted, digits):
+    twin = clone(fitted)
+    labels = twin.fit_predict(digits["train"])
+    np.testing.assert_array_equal(labels, fitted.labels_)  # the same seed: the same model
+    np.testing.assert_array_equal(labels, twin.labels_)
+    assert labels.dtype == np.int64 and set(np.unique(labels)) <= {0, 1}  # PyOD's 0/1, not -1/1
+    assert 0 < labels.sum() < len(labels)  # contamination 0.1: some training images are flagged
+
+
 def test_f1_best_threshold_uses_strict_rule():
     s = np.array([0.1, 0.2, 0.3, 0.9, 1.0])
     y = np.array([0, 0, 1, 1, 1])
@@ -186,6 +254,28 @@ def test_f1_best_threshold_uses_strict_rule():
     assert f1 == 1.0 and 0.2 < t < 0.3
     t, _ = f1_best_threshold(np.array([0.5, 0.5, 0.5]), np.array([0, 1, 1]))
     assert t < 0.5  # every image flagged: the threshold sits just below the lowest score
+
+
+def test_scores_become_labels_in_one_place():
+    from agad.scoring import (DEFAULT_CONTAMINATION, auroc_of, check_finite, contamination_threshold, labels_at,
+                              metrics_at, to_unit_range)
+
+    assert DEFAULT_CONTAMINATION == 0.1
+    x = torch.tensor([0, 255], dtype=torch.uint8)
+    assert to_unit_range(x).tolist() == [-1.0, 1.0] and to_unit_range(torch.tensor([0.25])).tolist() == [0.25]
+    assert contamination_threshold(np.arange(11.0), 0.1) == pytest.approx(9.0)
+    for bad in (0, 0.6, True, "0.1"):
+        with pytest.raises(AgadError, match="'contamination' parameter"):
+            contamination_threshold(np.arange(11.0), bad)
+    assert labels_at(np.array([0.5, 1.0, 1.5]), 1.0).tolist() == [0, 0, 1]  # strictly above
+    with pytest.raises(AgadError, match="1 of 3 scores are not finite"):
+        check_finite(np.array([0.1, np.nan, 0.3]), "scores")
+    assert np.isnan(auroc_of(np.zeros(3), np.arange(3.0)))  # one class: no AUROC, not an error
+    # 2 normal (0.1, 0.6) and 2 anomalous (0.4, 0.9) images, threshold 0.5: TP 1, FP 1, FN 1, TN 1
+    m = metrics_at(np.array([0, 0, 1, 1]), np.array([0.1, 0.6, 0.4, 0.9]), 0.5)
+    assert (m["precision_at_threshold"], m["recall_at_threshold"], m["f1_at_threshold"]) == (0.5, 0.5, 0.5)
+    assert m["accuracy_at_threshold"] == 0.5 and m["auroc"] == 0.75 and (m["n"], m["n_anomalous"]) == (4, 2)
+    assert m["best_f1"] == pytest.approx(0.8) and 0.1 < m["best_f1_threshold"] < 0.4  # 3 flagged: P 2/3, R 1
 
 
 # ------------------------------------------------------------------ persistence
@@ -259,7 +349,7 @@ def test_unreadable_image_names_the_path(tmp_path, image_files):
     bad.write_bytes(b"not a png")
     with pytest.raises(ValueError, match=f"cannot read image {bad}"):
         AGAD(**FAST).fit([image_files[0], bad])
-    with pytest.raises(FileNotFoundError, match="does not exist"):
+    with pytest.raises(AgadError, match="does not exist"):
         AGAD(**FAST).fit([tmp_path / "nope.png"])
 
 
@@ -280,15 +370,19 @@ def test_labelled_anomalies_keep_the_epoch_that_scores_heldout_unlabelled_images
     assert det.decision_function(held).shape == (4,)
     assert float(det._score(held).mean()) == pytest.approx(det.history_[kept]["val/recon"], rel=1e-4)
     assert det.decision_scores_.shape == (40,)  # every unlabelled image is scored, held out or not
-    # "last" (or no labelled anomalies): no hold-out, the last epoch
+    # "last": the last epoch; the default hold-out is still scored each epoch (it chooses nothing)
     last = AGAD(**{**FAST, "epochs": 2, "batch_size": 64, "select_epoch": "last"}).fit(X, y)
-    assert last.kept_epoch_ == 2 and "val/recon" not in last.history_[0]
+    assert last.kept_epoch_ == 2 and "val/recon" in last.history_[0]
+    assert last.config_.val_fraction == 0.1 and last.decision_scores_.shape == (40,)
+    # no hold-out at all: val_fraction 0
+    whole = AGAD(**{**FAST, "epochs": 1, "batch_size": 64, "val_fraction": 0.0}).fit(X, y)
+    assert whole.config_.select_epoch == "last" and "val/recon" not in whole.history_[0]
     with pytest.raises(AgadError, match="val_fraction"):
         AGAD(**FAST, select_epoch="val-recon", val_fraction=0.0).fit(digits["train"][:8])
 
 
 def test_val_recon_keeps_the_epoch_with_the_lowest_heldout_score(digits):
-    """select_epoch "val-recon" (the default of sessions 3-4): the held-out normal score alone decides."""
+    """select_epoch "val-recon": the held-out normal score alone decides."""
     X = np.concatenate([digits["train"][:40], digits["anomalies"]])
     y = np.r_[np.zeros(40, int), np.ones(8, int)]
     det = AGAD(**{**FAST, "epochs": 3, "batch_size": 64, "select_epoch": "val-recon"}).fit(X, y)

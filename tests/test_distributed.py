@@ -73,9 +73,9 @@ def _shard_worker(rank: int, world: int, init_file: str, out_dir: str) -> None:
         seen: list[int] = []
         real_step = tr.step
 
-        def spy(x_n, x_a=None, **kw):
+        def spy(x_n, x_a=None):
             seen.extend(torch.round((x_n[:, 0, 0, 0] + 1) * 127.5).long().tolist())
-            return real_step(x_n, x_a, **kw)
+            return real_step(x_n, x_a)
 
         tr.step = spy
         tr.fit(_images_with_ids(N_IMAGES), progress=False)

@@ -22,13 +22,13 @@ from agad.cli import main
 from agad.config import TrainConfig
 from agad.errors import AgadError
 from agad.experiments import grid as grid_mod
-from agad.experiments.cli import parse_sets
-from agad.experiments.figures import (auroc_curves, loss_curves, mean_sd, recon_figure, score_boxplot,
-                                      tukey_filter)
+from agad.experiments.figures import auroc_curves, loss_curves, score_boxplot
 from agad.experiments.grid import (FAILURES_FILE, RunFailed, config_key, grid_for, run_grid, run_name, run_one,
                                    to_toml)
 from agad.experiments.paper import TABLE1, paper_reference
+from agad.experiments.stats import mean_sd, tukey_filter
 from agad.experiments.tables import build_table, write_table
+from agad.fig2 import recon_figure
 
 BASE = {"epochs": 1, "batch_size": 64, "precision": "fp32", "device": "cpu"}
 # in-process runs share this process's cores with the rest of the suite: one thread avoids spin-wait contention
@@ -75,6 +75,8 @@ def folder_data(tmp_path_factory) -> Path:
 
 
 # ------------------------------------------------------------------ the subprocess grid (shared)
+
+
 @pytest.fixture(scope="module")
 def grid_run(mini_mnist, tmp_path_factory):
     """Two good runs and, between them, one that fails (its data folder does not exist); 2 jobs, subprocesses."""
@@ -190,12 +192,13 @@ def test_runs_of_older_versions_share_a_row_with_new_runs_of_the_same_recipe(tmp
     new = _fake_run(tmp_path, 0.9, normal_class=0)  # records every field, "auto" resolved (0.0, "last")
     old = _fake_run(tmp_path, 0.7, normal_class=1)
     meta = json.loads((old / "config.json").read_text())
-    for key in ("select_epoch", "lr_schedule", "anomaly_margin"):  # fields added after the run was made
+    for key in ("select_epoch", "scoring_bn", "unet_style"):  # fields a record written earlier lacks
         del meta["config"][key]
+    meta["config"].update(grad_clip=0.0, lr_schedule="constant", detach_pseudo=False)  # removed, at their kept value
     (old / "config.json").write_text(json.dumps(meta))
-    other = _fake_run(tmp_path, 0.5, normal_class=0, seed=1, lr_schedule="cosine")  # a real difference
+    other = _fake_run(tmp_path, 0.5, normal_class=0, seed=1, lr=1e-4)  # a real difference
     t = build_table("table1", [new, old, other])
-    assert [(r.label, r.runs) for r in t.rows] == [("lr_schedule=constant", 2), ("lr_schedule=cosine", 1)]
+    assert [(r.label, r.runs) for r in t.rows] == [("lr=0.0002", 2), ("lr=0.0001", 1)]
 
 
 def test_a_baseline_table_does_not_list_agad_switches(tmp_path):
@@ -423,25 +426,25 @@ def test_grid_builders_for_every_table():
 
 def test_run_name_is_stable_and_readable():
     cfg = TrainConfig(data="fashion-mnist", normal_class=3, gamma=0.05)
-    # pinned: changing it orphans every stored run. The paper-literal recipe keeps the name it had before
-    # the stability defaults changed; the new defaults are a different run with a different name.
-    # Since session 3 the default at gamma > 0 holds out 10% of the normals and keeps the val-recon epoch
-    # (val-ratio since session 5); the
-    # earlier recipes trained on all of them and kept the last epoch.
+    # pinned: changing them orphans every stored run. The paper-literal recipe (shared BN, no EMA, every
+    # normal image trained on, the last epoch) and the AdvProp + EMA recipe without a hold-out keep their
+    # names whatever TrainConfig's defaults are; the default at gamma > 0 (10% held out, the val-ratio
+    # epoch) is a different run with a different name.
     whole = cfg.replace(val_fraction=0.0, select_epoch="last")
-    literal = whole.replace(advprop=False, detach_pseudo=False, ema_decay=0.0)
+    literal = whole.replace(advprop=False, ema_decay=0.0)
     assert run_name(literal) == "fashion-mnist/agad-naive/c3-g0.05-s0-bcdbf293"
-    session1 = whole.replace(advprop=False, detach_pseudo=True)  # session 1's defaults: detach + EMA
-    assert run_name(session1) == "fashion-mnist/agad-naive/c3-g0.05-s0-050a6af4"
-    assert run_name(whole) == "fashion-mnist/agad-naive/c3-g0.05-s0-ap-0e04a813"  # session 2's
+    assert run_name(whole) == "fashion-mnist/agad-naive/c3-g0.05-s0-ap-0e04a813"
+    assert run_name(cfg) == "fashion-mnist/agad-naive/c3-g0.05-s0-ap-097aa531"
     # "auto" counts as what it resolves to: the default is the same run as the one spelled out
     assert run_name(cfg) == run_name(cfg.replace(val_fraction=0.1, select_epoch="val-ratio")) != run_name(whole)
-    # sessions 3-4's default (val-recon) stays its own run: its stored runs are not mistaken for the new default
+    # another epoch rule (val-recon) is its own run: its stored runs are not mistaken for the default
     assert run_name(cfg.replace(val_fraction=0.1, select_epoch="val-recon")) != run_name(cfg)
+    # a record holding a removed option at its kept value is the same run as one without it
+    assert run_name(TrainConfig.from_dict({**literal.to_dict(), "detach_pseudo": False})) == run_name(literal)
     assert run_name(TrainConfig(gamma=0)) == run_name(TrainConfig(gamma=0.0, val_fraction=0.0, select_epoch="last"))
     # AGAD-only options are not part of a baseline's identity: AGAD's defaults may change under it
     gano = TrainConfig(method="ganomaly", normal_class=3)
-    assert run_name(gano.replace(advprop=False, detach_pseudo=True, w_adcon=3.0, ema_decay=0.0)) == run_name(gano)
+    assert run_name(gano.replace(advprop=False, ca=False, w_adcon=3.0, ema_decay=0.0)) == run_name(gano)
     assert run_name(gano.replace(lr=1e-4)) != run_name(gano)
     assert run_name(cfg.replace(num_threads=4, device="cpu", eval_batch_size=32)) == run_name(cfg)
     other = cfg.replace(epochs=3)
@@ -453,15 +456,18 @@ def test_run_name_is_stable_and_readable():
 
 
 def test_unet_style_builds_skip_ganomalys_own_unet_and_keeps_older_run_names():
+    from agad.methods import get_method
     from agad.nets import count_parameters
-    from agad.pipeline import build_networks
+
+    def generator(cfg: TrainConfig):
+        return get_method(cfg.method).build(cfg, 1, 32).G
 
     unet = TrainConfig(data="fashion-mnist", backbone="unet")
     skip = TrainConfig(data="fashion-mnist", method="skip-ganomaly", backbone="unet")
-    # AGAD's unet backbone stays Zhou's U-Net and keeps its name (pinned: session 1's Table 9 run)
+    # AGAD's unet backbone is Zhou's U-Net; its name carries no style (pinned: changing it orphans stored runs)
     assert unet.resolved().unet_style == "zhou"
-    session1 = unet.replace(advprop=False, detach_pseudo=True, ema_decay=0.995, track_test_auroc=True)
-    assert run_name(session1) == "fashion-mnist/agad-unet/c0-g0-s0-4cb030fb"
+    assert run_name(unet.replace(advprop=False, ema_decay=0.995, track_test_auroc=True)) == (
+        "fashion-mnist/agad-unet/c0-g0-s0-d2f4a207")
     assert run_name(unet.replace(unet_style="zhou")) == run_name(unet) != run_name(unet.replace(unet_style="pix2pix"))
     # Skip-GANomaly builds its paper's pix2pix U-Net; its runs are named apart from the Zhou-U-Net ones
     assert skip.resolved().unet_style == "pix2pix"
@@ -470,10 +476,10 @@ def test_unet_style_builds_skip_ganomalys_own_unet_and_keeps_older_run_names():
     assert skip.replace(backbone="naive").resolved().backbone == "unet"
     assert run_name(skip) == run_name(skip.replace(backbone="naive"))
     assert TrainConfig().resolved().unet_style == "auto"  # no U-Net: nothing to resolve, nothing in the name
-    params = {style: count_parameters(build_networks(skip.replace(unet_style=style), 1, 32)[0])
+    params = {style: count_parameters(generator(skip.replace(unet_style=style)))
               for style in ("auto", "zhou", "pix2pix")}
     assert params == {"auto": 16_652_929, "zhou": 7_762_465, "pix2pix": 16_652_929}
-    assert count_parameters(build_networks(unet.replace(unet_style="pix2pix", advprop=False), 1, 32)[0]) == 16_652_929
+    assert count_parameters(generator(unet.replace(unet_style="pix2pix", advprop=False))) == 16_652_929
     for bad in ({"unet_style": "pix2pix"}, {"method": "ganomaly", "unet_style": "zhou"}):
         with pytest.raises(AgadError, match="drop unet_style"):
             TrainConfig(**bad)
@@ -488,15 +494,28 @@ def test_toml_round_trip():
     assert TrainConfig.from_dict(tomllib.loads(text)) == cfg
 
 
-def test_set_values_are_parsed_by_field_type():
-    got = parse_sets(["ema_decay=0.999", "detach-pseudo=true", "known_classes=none", "epochs=3", "adcon_form=bounded",
-                      'extra={"tag": "x"}'])
-    assert got == {"ema_decay": 0.999, "detach_pseudo": True, "known_classes": None, "epochs": 3,
-                   "adcon_form": "bounded", "extra": {"tag": "x"}}
-    with pytest.raises(AgadError, match="unknown config field"):
-        parse_sets(["emma=1"])
-    with pytest.raises(AgadError, match="true or false"):
-        parse_sets(["ca=maybe"])
+def test_cli_bench_takes_a_recipe_under_set_values(tmp_path, capsys, monkeypatch):
+    import agad.experiments.bench as bench_mod
+
+    seen = {}
+
+    def fake_bench(table, data, out, **kwargs):
+        seen.update(kwargs, table=table, data=data)
+        return {"results": [], "markdown": Path(out) / f"{table}.md", "csv": Path(out) / f"{table}.csv"}
+
+    monkeypatch.setattr(bench_mod, "bench", fake_bench)
+    code = main(["bench", "table1", "--data", "mnist-sample", "--recipe", "paper", "--set", "ema_decay=0.5",
+                 "--epochs", "2", "--table-only", "--out", str(tmp_path)])
+    assert code == 0, capsys.readouterr().err
+    # the recipe's values, then --set over them
+    assert seen["overrides"] == {"advprop": False, "ema_decay": 0.5, "val_fraction": 0.0}
+    assert (seen["table"], seen["data"], seen["epochs"], seen["table_only"]) == ("table1", "mnist-sample", 2, True)
+    # the command recorded with the table re-runs the same grid
+    assert "--recipe paper" in seen["command"] and "--set ema_decay=0.5" in seen["command"]
+    with pytest.raises(SystemExit) as exc:  # argparse's usage error: one line, exit 2
+        main(["bench", "table1", "--data", "mnist-sample", "--recipe", "nope", "--out", str(tmp_path)])
+    err = capsys.readouterr().err
+    assert exc.value.code == 2 and "invalid choice" in err and len(err.strip().splitlines()) == 1
 
 
 def test_cli_bench_usage_errors_are_one_line(capsys):

@@ -12,7 +12,9 @@ from agad import AGAD
 from agad.cli import main
 from agad.data import load_dataset
 from agad.errors import AgadError
-from agad.export import export_model
+from agad.export import ScoringModule, export_model
+from agad.methods import ReconstructionScorer
+from agad.nets import build_generator
 
 onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
@@ -54,12 +56,14 @@ def test_onnx_matches_pytorch_for_two_batch_sizes(run_dir, reference, tmp_path):
     out = export_model(run_dir, tmp_path / "m.onnx", format="onnx")
     proto = onnx.load(str(out))
     assert [i.name for i in proto.graph.input] == ["image"]
-    assert [o.name for o in proto.graph.output] == ["reconstruction", "score"]
+    names = [o.name for o in proto.graph.output]
+    assert names[:2] == ["reconstruction", "score"]  # first; further outputs may follow
     meta = {p.key: json.loads(p.value) for p in proto.metadata_props}
     assert meta["agad.threshold"] == model.threshold_
     session = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
     for b in (3, 5):  # dynamic batch axis
-        recon, s = session.run(None, {"image": as_input(x[:b])})
+        got = dict(zip(names, session.run(None, {"image": as_input(x[:b])})))
+        recon, s = got["reconstruction"], got["score"]
         assert recon.shape == (b, 1, 32, 32) and s.shape == (b,)
         assert np.abs(s - scores[:b]).max() < TOL
     assert [p.name for p in tmp_path.iterdir()] == ["m.onnx"]  # no temporary file left
@@ -74,7 +78,7 @@ def test_torchscript_matches_pytorch(run_dir, reference, tmp_path):
     assert json.loads(extra["agad.json"])["threshold"] == model.threshold_
     for b in (3, 5):
         with torch.no_grad():
-            recon, s = module(torch.from_numpy(as_input(x[:b])))
+            recon, s = module(torch.from_numpy(as_input(x[:b])))[:2]  # (reconstruction, score, ...)
         assert recon.shape == (b, 1, 32, 32)
         assert np.abs(s.numpy() - scores[:b]).max() < TOL
     # the auxiliary AdvProp BN is a training-time device: not in the exported file
@@ -124,7 +128,7 @@ def test_export_api_rejects_unknown_format(run_dir, tmp_path):
 def test_export_interrupted_midway_leaves_no_file(run_dir, tmp_path, monkeypatch):
     import agad.export as export_mod
 
-    def half_written(module, example, path, opset, info):
+    def half_written(module, example, path, *rest):
         path.write_bytes(b"partial")
         raise AgadError("simulated failure while writing")
 
@@ -132,3 +136,66 @@ def test_export_interrupted_midway_leaves_no_file(run_dir, tmp_path, monkeypatch
     with pytest.raises(AgadError, match="simulated"):
         export_model(run_dir, tmp_path / "m.onnx", format="onnx")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_scoring_module_wraps_a_method_scorer():
+    torch.manual_seed(0)
+    G = build_generator("naive", in_channels=1, image_size=32).eval()
+    x = torch.rand(3, 1, 32, 32) * 2 - 1
+    with torch.no_grad():
+        recon, score = ScoringModule(ReconstructionScorer(G)).eval()(x)
+        torch.testing.assert_close(recon, G(x))
+        torch.testing.assert_close(score, (x - G(x)).flatten(1).norm(dim=1))
+
+    class ScoreOnly(torch.nn.Module):  # a scorer that does not reconstruct (e.g. a classifier's logit)
+        def forward(self, image):
+            return image.flatten(1).mean(1)
+
+    m = ScoringModule(ScoreOnly())
+    assert not m.reconstructs
+    torch.testing.assert_close(m(x), x.flatten(1).mean(1))
+
+
+@pytest.mark.filterwarnings("ignore:`torch.jit.load` is deprecated:DeprecationWarning")
+def test_export_gives_the_anomaly_map_and_the_label(run_dir, reference, tmp_path):
+    """Both formats: anomaly_map is AGAD.anomaly_map at the model's size, label is score > stored threshold."""
+    x, scores, model = reference
+    maps = model.anomaly_map(x)  # (8, 32, 32): the inputs are at the model's size
+    labels = model.predict(x)
+    onnx_file = export_model(run_dir, tmp_path / "m.onnx", format="onnx")
+    names = [o.name for o in onnx.load(str(onnx_file)).graph.output]
+    assert names == ["reconstruction", "score", "anomaly_map", "label"]
+    session = ort.InferenceSession(str(onnx_file), providers=["CPUExecutionProvider"])
+    _, s, amap, label = session.run(None, {"image": as_input(x[:5])})
+    assert amap.shape == (5, 32, 32) and label.dtype == np.int64
+    assert np.abs(amap - maps[:5]).max() < TOL and np.abs(s - scores[:5]).max() < TOL
+    np.testing.assert_array_equal(label, labels[:5])
+    module = torch.jit.load(str(export_model(run_dir, tmp_path / "m.pt", format="torchscript")))
+    with torch.no_grad():
+        _, s, amap, label = module(torch.from_numpy(as_input(x)))
+    assert np.abs(amap.numpy() - maps).max() < TOL
+    np.testing.assert_array_equal(label.numpy(), labels)
+
+
+def test_export_module_labels_with_the_threshold_in_float64():
+    from agad.export import ExportModule
+    from agad.methods import ReconstructionScorer
+    from agad.nets import build_generator
+
+    torch.manual_seed(0)
+    scorer = ReconstructionScorer(build_generator("naive", in_channels=1, image_size=32).eval())
+    x = torch.rand(6, 1, 32, 32) * 2 - 1
+    with torch.no_grad():
+        score = scorer(x)
+        t = float(score.double().median())  # some images above it, some not
+        recon, s, amap, label = ExportModule(scorer, t).eval()(x)
+    torch.testing.assert_close(amap, (x - recon).abs().mean(dim=1))
+    assert label.dtype == torch.int64 and label.tolist() == (s.double() > t).long().tolist()
+    assert 0 < int(label.sum()) < 6
+
+    class ScoreOnly(torch.nn.Module):  # a method that does not reconstruct: score and label only
+        def forward(self, image):
+            return image.flatten(1).mean(1)
+
+    s, label = ExportModule(ScoreOnly(), 0.0)(x)
+    assert label.tolist() == (s > 0).long().tolist()

@@ -106,7 +106,7 @@ def test_pix2pix_unet_style():
     torch.manual_seed(0)
     G = build_generator("unet", in_channels=1, image_size=28, style="pix2pix").train()
     assert G.work_size == 32 and len(G.body.down) == 5  # 5 downs for 32x32, down to 1x1
-    assert count_parameters(G) == 16_652_929  # SPEC's reading; 2.1x the paper's 7.76M
+    assert count_parameters(G) == 16_652_929  # Skip-GANomaly's own U-Net: 2.1x the paper's 7.76M
     x = _images(1, 28)
     y = G(x)
     assert y.shape == x.shape and y.abs().max() <= 1.0
@@ -224,7 +224,7 @@ def test_parameter_counts_match_the_paper(name):
     assert count_parameters(build_discriminator(in_channels=1, image_size=32)) == 661_376
 
 
-def test_naive_matches_the_spec_table_at_32():
+def test_naive_is_the_dcgan_stack_at_32():
     G = build_generator("naive", in_channels=1, image_size=32)
     convs = [(m.in_channels, m.out_channels, m.stride[0]) for m in G.encoder if isinstance(m, nn.Conv2d)]
     assert convs == [(1, 64, 2), (64, 128, 2), (128, 256, 2), (256, 100, 1)]

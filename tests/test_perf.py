@@ -1,11 +1,12 @@
-"""The performance tooling: `agad bench speed`, `agad models`, their helpers and benchmarks/gpu_check.py.
+"""The performance scripts: benchmarks/speed.py, benchmarks/models.py, benchmarks/gpu_check.py.
 
-These check that the tools run and report what they promise; they never assert a timing.
+The scripts are loaded from their files (they are not part of the package) or run as subprocesses with tiny
+settings. These check that the tools run and report what they promise; they never assert a timing.
 """
 
 from __future__ import annotations
 
-import argparse
+import importlib.util
 import json
 import os
 import subprocess
@@ -17,17 +18,29 @@ import pytest
 import torch
 from torch import nn
 
-from agad.cli import main
 from agad.config import TrainConfig
-from agad.experiments.perf_cli import PAPER_TABLE8
-from agad.experiments.speed import (
-    REQUIRED_KEYS, EagerAGADStep, _networks, add_speed_parser, forward_flops, format_table, make_ganomaly_trainer,
-    physical_cores, scoring_memory,
-)
+from agad.methods import ReconstructionScorer
 from agad.nets import build_discriminator, build_generator, count_parameters
-from agad.train import AGADTrainer, score_images
+from agad.scoring import score_images
+from agad.train import AGADTrainer
 
 ROOT = Path(__file__).resolve().parents[1]
+BENCHMARKS = ROOT / "benchmarks"
+
+
+def _load_script(name: str):
+    """benchmarks/NAME.py as the module NAME: the name the other scripts import it by (models.py imports speed)."""
+    if name in sys.modules and getattr(sys.modules[name], "__file__", None) == str(BENCHMARKS / f"{name}.py"):
+        return sys.modules[name]
+    spec = importlib.util.spec_from_file_location(name, BENCHMARKS / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+speed = _load_script("speed")
+models = _load_script("models")
 QUICK_SPEED = ["--backbones", "naive", "--batch-size", "8", "--steps", "1", "--repeats", "1", "--warmup", "0",
                "--score-batches", "1", "--threads", "1"]
 
@@ -40,19 +53,19 @@ def _keep_thread_count():
     torch.set_num_threads(n)
 
 
-def _run_speed(argv: list[str]) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="agad bench")
-    add_speed_parser(parser.add_subparsers(dest="bench_command"))
-    return parser.parse_args(["speed", *argv])
+def _script_env() -> dict[str, str]:
+    """The environment of a script run as a subprocess: one thread, and agad importable from src/."""
+    return dict(os.environ, OMP_NUM_THREADS="1",
+                PYTHONPATH=os.pathsep.join(p for p in (str(ROOT / "src"), os.environ.get("PYTHONPATH", "")) if p))
 
 
-def test_bench_speed_json_has_the_required_keys_and_consistent_ratios(capsys):
-    args = _run_speed(["--json", *QUICK_SPEED])
-    assert args.func(args) == 0
+def test_speed_json_has_the_required_keys_and_consistent_ratios(capsys):
+    args = speed.build_parser().parse_args(["--json", *QUICK_SPEED])
+    assert speed.cmd_speed(args) == 0
     rows = json.loads(capsys.readouterr().out)
     assert [r["backbone"] for r in rows] == ["naive"]
     row = rows[0]
-    for key in REQUIRED_KEYS:
+    for key in speed.REQUIRED_KEYS:
         assert key in row, key
     for key in ("train_img_s", "eager_fp32_img_s", "ganomaly_img_s", "score_img_s", "peak_gflops", "achieved_gflops"):
         assert row[key] > 0 and np.isfinite(row[key]), key
@@ -60,26 +73,32 @@ def test_bench_speed_json_has_the_required_keys_and_consistent_ratios(capsys):
     assert row["agad_vs_ganomaly_cost"] == pytest.approx(row["ganomaly_img_s"] / row["train_img_s"])
     assert row["achieved_gflops"] == pytest.approx(row["score_img_s"] * row["g_forward_mflop_per_image"] / 1e3)
     assert set(row["targets"].values()) <= {True, False}
-    assert "naive" in format_table(rows)
+    assert "naive" in speed.format_table(rows)
 
 
-def test_bench_speed_is_reachable_from_the_agad_command():
-    with pytest.raises(SystemExit) as exc:
-        main(["bench", "speed", "--help"])
-    assert exc.value.code == 0
+def test_the_benchmark_scripts_are_scripts_not_agad_commands(capsys):
+    from agad.cli import main
+
+    for argv in (["models"], ["bench", "speed"]):
+        with pytest.raises(SystemExit) as exc:
+            main(argv)
+        assert exc.value.code == 2 and "invalid choice" in capsys.readouterr().err
+    assert speed.build_parser().prog == "python benchmarks/speed.py"
+    assert models.build_parser().prog == "python benchmarks/models.py"
 
 
 def test_forward_flops_counts_convolutions_exactly():
     # 8 output channels x 32 x 32 positions x 9 taps x 1 input channel, 2 FLOPs per multiply-add
-    assert forward_flops(nn.Conv2d(1, 8, 3, padding=1, bias=False), (1, 32, 32)) == 2 * 8 * 32 * 32 * 9
-    naive = forward_flops(build_generator("naive", in_channels=1, image_size=32), (1, 32, 32))
-    unet = forward_flops(build_generator("unet", in_channels=1, image_size=32), (1, 32, 32))
+    assert speed.forward_flops(nn.Conv2d(1, 8, 3, padding=1, bias=False), (1, 32, 32)) == 2 * 8 * 32 * 32 * 9
+    naive = speed.forward_flops(build_generator("naive", in_channels=1, image_size=32), (1, 32, 32))
+    unet = speed.forward_flops(build_generator("unet", in_channels=1, image_size=32), (1, 32, 32))
     assert 0 < naive < unet
 
 
 def test_models_json_reports_parameters_flops_and_speed(capsys):
-    assert main(["models", "--json", "--backbones", "naive", "--repeats", "2", "--batch-repeats", "1",
-                 "--threads", "1"]) == 0
+    args = models.build_parser().parse_args(["--json", "--backbones", "naive", "--repeats", "2",
+                                             "--batch-repeats", "1", "--threads", "1"])
+    assert models.cmd_models(args) == 0
     (row,) = json.loads(capsys.readouterr().out)
     for key in ("backbone", "g_params_1ch", "g_params_3ch", "d_params_1ch", "d_params_3ch", "g_mflops_1ch",
                 "g_mflops_3ch", "latency_ms", "throughput_img_s", "paper_params_m", "paper_a40_ms"):
@@ -88,18 +107,20 @@ def test_models_json_reports_parameters_flops_and_speed(capsys):
     assert row["d_params_3ch"] == count_parameters(build_discriminator(in_channels=3, image_size=32))
     assert row["g_mflops_3ch"] > row["g_mflops_1ch"] > 0
     assert row["latency_ms"] > 0 and row["throughput_img_s"] > 0
-    assert row["paper_params_m"] == PAPER_TABLE8["naive"]["params_m"]
+    assert row["paper_params_m"] == models.PAPER_TABLE8["naive"]["params_m"]
 
 
-def test_models_table_is_markdown(capsys):
-    assert main(["models", "--backbones", "naive", "--repeats", "1", "--batch-repeats", "1", "--threads", "1"]) == 0
-    out = capsys.readouterr().out
-    assert out.startswith("| backbone |") and "2,133,632" in out
+def test_models_script_prints_a_markdown_table():
+    r = subprocess.run([sys.executable, str(BENCHMARKS / "models.py"), "--backbones", "naive", "--repeats", "1",
+                        "--batch-repeats", "1", "--threads", "1", "--device", "cpu"], env=_script_env(),
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert r.stdout.startswith("| backbone |") and "2,133,632" in r.stdout
 
 
 def test_eager_reference_step_trains_both_networks():
-    G, D = _networks("naive", 1)
-    step = EagerAGADStep(TrainConfig(), G, D, torch.device("cpu"))
+    G, D = speed._networks("naive", 1)
+    step = speed.EagerAGADStep(TrainConfig(), G, D, torch.device("cpu"))
     g0 = [p.detach().clone() for p in G.parameters()]
     d0 = [p.detach().clone() for p in D.parameters()]
     x = torch.rand(4, 1, 32, 32) * 2 - 1
@@ -110,7 +131,7 @@ def test_eager_reference_step_trains_both_networks():
 
 @pytest.mark.parametrize("backbone, method", [("naive", "ganomaly"), ("unet", "skip-ganomaly")])
 def test_ganomaly_comparison_uses_the_documented_variant(backbone, method):
-    tr = make_ganomaly_trainer(TrainConfig(device="cpu", precision="fp32", backbone=backbone))
+    tr = speed.make_ganomaly_trainer(TrainConfig(device="cpu", precision="fp32", backbone=backbone))
     assert tr.cfg.method == method
     if backbone != "naive":  # the same generator as AGAD's
         assert count_parameters(tr.G) == count_parameters(build_generator(backbone, in_channels=1, image_size=32))
@@ -119,7 +140,7 @@ def test_ganomaly_comparison_uses_the_documented_variant(backbone, method):
 
 
 def test_scoring_memory_reports_rss_from_a_fresh_process():
-    m = scoring_memory("naive", 600, precision="fp32", device="cpu", batch_size=128)
+    m = speed.scoring_memory("naive", 600, precision="fp32", device="cpu", batch_size=128)
     assert m["scores"] == 600
     for key in ("rss_before_mb", "peak_rss_after_tenth_mb", "peak_rss_after_all_mb", "growth_tenth_to_all_mb"):
         assert np.isfinite(m[key]), key
@@ -128,7 +149,7 @@ def test_scoring_memory_reports_rss_from_a_fresh_process():
 
 def test_score_images_fills_one_buffer_with_the_same_scores_as_per_batch_scoring():
     torch.manual_seed(0)
-    G = build_generator("naive", in_channels=1, image_size=32)
+    G = ReconstructionScorer(build_generator("naive", in_channels=1, image_size=32))
     x = torch.randint(0, 256, (70, 1, 32, 32), dtype=torch.uint8)
     whole = score_images(G, x, batch_size=32, device="auto")
     parts = np.concatenate([score_images(G, x[i : i + 32], batch_size=32) for i in range(0, 70, 32)])
@@ -138,7 +159,7 @@ def test_score_images_fills_one_buffer_with_the_same_scores_as_per_batch_scoring
 
 
 def test_physical_cores_is_positive():
-    assert 1 <= physical_cores() <= (os.cpu_count() or 1)
+    assert 1 <= speed.physical_cores() <= (os.cpu_count() or 1)
 
 
 class _TinyG(nn.Module):
@@ -164,9 +185,10 @@ class _TinyD(nn.Module):
 def test_compiled_step_runs_and_matches_eager():
     """The --compile path of the step runs and gives the eager losses.
 
-    It used to crash ("compiled with non-empty donated buffers", since step() retains the graph)
-    when several compiled models shared a process, as benchmarks/ablate_step.py makes them; that
-    takes minutes to compile, so this smoke test uses tiny networks and the same code path.
+    step() takes G's and D's gradients from one retained graph, which compiled backwards that donate their
+    buffers refuse ("compiled with non-empty donated buffers") when several compiled models share a process,
+    as benchmarks/ablate_step.py makes them; real networks take minutes to compile, so this smoke test uses
+    tiny networks and the same code path.
     """
     pytest.importorskip("torch._inductor")
     losses = {}
@@ -180,11 +202,9 @@ def test_compiled_step_runs_and_matches_eager():
 
 def test_gpu_check_quick_runs_on_cpu(tmp_path):
     out = tmp_path / "gpu_check.json"
-    env = dict(os.environ, OMP_NUM_THREADS="1",
-               PYTHONPATH=os.pathsep.join(p for p in (str(ROOT / "src"), os.environ.get("PYTHONPATH", "")) if p))
-    r = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "gpu_check.py"), "--quick", "--device", "cpu",
-                        "--backbones", "naive", "--out", str(out)], env=env, capture_output=True, text=True,
-                       timeout=300)
+    r = subprocess.run([sys.executable, str(BENCHMARKS / "gpu_check.py"), "--quick", "--device", "cpu",
+                        "--backbones", "naive", "--out", str(out)], env=_script_env(), capture_output=True,
+                       text=True, timeout=300)
     assert r.returncode == 0, r.stderr[-3000:]
     res = json.loads(out.read_text())
     for section in ("inference", "speed", "peak", "train256", "cudnn_benchmark"):

@@ -16,7 +16,6 @@ from PIL import Image
 
 from agad import AGAD
 from agad.cli import main
-from agad.errors import AgadError
 
 fetch_mod = importlib.import_module("agad.data.fetch")
 
@@ -58,16 +57,20 @@ def make_idx_dir(root: Path, n_train: int = 60, n_test: int = 20) -> Path:
 # ------------------------------------------------------------------ train --config FILE.toml
 @pytest.fixture(scope="module")
 def toml_run(tmp_path_factory):
-    """`agad train --config` with a TOML file, one value overridden by a flag: the run the predict tests use."""
+    """`agad train --config` with a TOML file, one value overridden by a flag: the run the predict tests use.
+
+    The data is a tiny MNIST where `--data mnist` looks for it ($AGAD_DATA_DIR/mnist)."""
     root = tmp_path_factory.mktemp("toml")
-    data = make_idx_dir(root / "idx")
+    make_idx_dir(root / "data-home" / "mnist")
     cfg = root / "train.toml"
     cfg.write_text(
-        f'data = "{data}"\nnormal_class = 1\nepochs = 3\nbatch_size = 4\nw_con = 40.0\nseed = 3\n'
+        'data = "mnist"\nnormal_class = 1\nepochs = 3\nbatch_size = 4\nw_con = 40.0\nseed = 3\n'
         'device = "cpu"\nprecision = "fp32"\n'
     )
     out = root / "run"
-    code = main(["train", "--config", str(cfg), "--epochs", "1", "--no-progress", "--out", str(out)])
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("AGAD_DATA_DIR", str(root / "data-home"))
+        code = main(["train", "--config", str(cfg), "--epochs", "1", "--no-progress", "--out", str(out)])
     assert code == 0
     return out
 
@@ -88,12 +91,34 @@ def test_toml_train_table_is_read(tmp_path, capsys):
     assert not (tmp_path / "run").exists()
 
 
+def test_toml_with_keys_inside_and_outside_the_train_table_is_refused(tmp_path, capsys):
+    cfg = tmp_path / "t.toml"
+    cfg.write_text("epochs = 2\n[train]\nlr = 1e-3\n")
+    code, _, err = run_cli(["train", "--config", cfg, "--no-progress", "--out", tmp_path / "run"], capsys)
+    assert_one_line_error(code, err, "t.toml", "'epochs'", "[train]")
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_run_config_json_is_a_config_file(toml_run):
+    """`--config RUN/config.json` gives the run's own options back (flags still override them)."""
+    from agad.cli import build_parser, config_from_args
+    from agad.config import TrainConfig
+
+    saved = TrainConfig.from_dict(json.loads((toml_run / "config.json").read_text())["config"])
+    args = build_parser().parse_args(["train", "--config", str(toml_run / "config.json"), "--out", "x"])
+    assert config_from_args(args) == saved
+    args = build_parser().parse_args(["train", "--config", str(toml_run / "config.json"), "--seed", "4", "--out", "x"])
+    assert config_from_args(args) == saved.replace(seed=4)
+
+
 @pytest.mark.parametrize(
     "text, needles",
     [
         ("epoch = 3\n", ["unknown key 'epoch'", "t.toml"]),
         ("epochs = [\n", ["not valid toml"]),
         (None, ["does not exist"]),
+        ("grad_clip = 1.0\n", ["'grad_clip'", "removed"]),
+        ("epochs = \"two\"\n", ["'epochs'", "integer"]),
     ],
 )
 def test_bad_config_file_is_one_line_and_no_run(tmp_path, capsys, text, needles):
@@ -189,9 +214,29 @@ def test_model_from_agad_train_run_loads(toml_run, images):
     assert model.get_params()["w_con"] == 40.0 and model.get_params()["random_state"] == 3
     assert model.threshold_source_ == "contamination"
     assert model.predict(images[0]).shape == (4,)
-    assert not hasattr(model, "decision_scores_")
-    with pytest.raises(AgadError, match="agad train"):
-        model.predict_proba(images[0])
+    # every run stores the training scores: the threshold is their 90% quantile, over all 6 normal images
+    assert model.decision_scores_.shape == (6,) and np.isfinite(model.decision_scores_).all()
+    assert model.threshold_ == pytest.approx(np.quantile(model.decision_scores_, 0.9))
+    np.testing.assert_array_equal(model.labels_, model.decision_scores_ > model.threshold_)
+    proba = model.predict_proba(images[0])
+    assert proba.shape == (4, 2) and ((proba >= 0) & (proba <= 1)).all()
+    meta = json.loads((toml_run / "config.json").read_text())
+    assert meta["score_scaling"]["train_max"] == pytest.approx(model.decision_scores_.max())
+
+
+def test_held_out_normal_images_count_in_the_threshold_of_agad_train(tmp_path):
+    """With a validation hold-out the threshold is still the 90% quantile of every normal training image."""
+    from agad.pipeline import load_run
+
+    data = make_idx_dir(tmp_path / "idx", n_train=200)
+    out = tmp_path / "run"
+    assert main(["train", "--data", str(data), "--normal-class", "0", "--epochs", "1", "--batch-size", "8",
+                 "--val-fraction", "0.25", "--device", "cpu", "--precision", "fp32", "--no-progress",
+                 "--out", str(out)]) == 0
+    meta = json.loads((out / "config.json").read_text())
+    run = load_run(out)
+    assert meta["data"]["n_normal_train"] == 15 and len(run.train_scores) == 20  # 5 of 20 held out, all scored
+    assert meta["threshold"] == pytest.approx(float(np.quantile(run.train_scores, 0.9)))
 
 
 # ------------------------------------------------------------------ data fetch
@@ -253,3 +298,39 @@ def test_data_fetch_errors_are_one_line(mirror, server, tmp_path, capsys, monkey
     code, _, err = run_cli(["data", "fetch", "mnist", "--dest", tmp_path / "x", "--base-url",
                             "http://127.0.0.1:9/", "--no-progress"], capsys)
     assert_one_line_error(code, err, "cannot reach")
+
+
+# ------------------------------------------------------------------ evaluate / report on the run's own test split
+def test_evaluate_of_the_runs_own_split_goes_to_the_run_and_to_out(toml_run, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("AGAD_DATA_DIR", str(toml_run.parent / "data-home"))  # where the run's data is
+    out = tmp_path / "copy"
+    code, stdout, err = run_cli(["evaluate", toml_run, "--out", out], capsys)
+    assert code == 0, err
+    assert "AUROC" in stdout and "F1" in stdout and str(out) in stdout
+    own = json.loads((toml_run / "metrics.json").read_text())
+    assert json.loads((out / "metrics.json").read_text()) == own
+    assert (out / "scores.csv").read_text() == (toml_run / "scores.csv").read_text()
+    for key in ("f1_at_threshold", "precision_at_threshold", "recall_at_threshold", "best_f1_threshold"):
+        assert key in own
+    code, _, err = run_cli(["evaluate", toml_run, "--out", out], capsys)  # refused before anything is done
+    assert_one_line_error(code, err, "already exists", "--force")
+
+
+def test_report_of_the_runs_own_split(toml_run, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("AGAD_DATA_DIR", str(toml_run.parent / "data-home"))  # where the run's data is
+    out = tmp_path / "r.html"
+    code, stdout, err = run_cli(["report", toml_run, "--out", out, "--gallery", "2"], capsys)
+    assert code == 0, err
+    assert str(out) in stdout and "own test split" in stdout
+    text = out.read_text()
+    assert '<section id="training">' in text and text.count("data:image/png;base64,") >= 4
+
+
+def test_predict_progress_bar_stays_off_the_captured_output(toml_run, images, tmp_path, capsys):
+    """The bar shows on a terminal only: captured stderr has no bar, with or without --no-progress."""
+    folder, _ = images
+    for extra in ([], ["--no-progress"]):
+        out = tmp_path / f"s{len(extra)}.csv"
+        code, _, err = run_cli(["predict", toml_run, folder, "--out", out, *extra], capsys)
+        assert code == 0 and "scoring" not in err and "img/s" not in err, err
+        assert out.is_file()

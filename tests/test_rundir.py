@@ -110,16 +110,6 @@ def test_importing_rundir_does_not_import_torch():
     assert out.stdout.strip() == "False"
 
 
-def test_runs_reexports_both_modules():
-    import agad.checkpoint
-    import agad.runs
-
-    for module in (rundir, agad.checkpoint):
-        for name in module.__all__:
-            assert getattr(agad.runs, name) is getattr(module, name), name
-    assert agad.runs.TRAIN_SCORES_FILE == "train_scores.safetensors" and agad.runs.CHECKPOINT_DIR == "checkpoint"
-
-
 # ------------------------------------------------------------------ the run record
 def test_a_good_record_round_trips(tmp_path):
     run = tmp_path / "run"

@@ -8,9 +8,10 @@ import torch
 
 from agad.config import TrainConfig
 from agad.data import load_dataset, one_class_split
+from agad.methods import ReconstructionScorer
 from agad.nets import build_discriminator, build_generator
-from agad.pipeline import auroc_of
-from agad.train import AGADTrainer, score_images, to_unit_range
+from agad.scoring import auroc_of, score_images, to_unit_range
+from agad.train import AGADTrainer
 
 
 @pytest.fixture(scope="module")
@@ -62,7 +63,7 @@ def test_every_loss_term_is_logged(mnist_split):
     for key in ("G/adv", "G/con", "G/adcon", "G/lat", "G/anomaly/adv", "G/anomaly/dist", "G/anomaly/lat",
                 "D/normal", "D/anomaly", "D/total", "G/total"):
         assert key in logs and np.isfinite(logs[key]), key
-    assert logs["G/adcon"] < 0  # linear form: minus a distance
+    assert logs["G/adcon"] < 0  # minus a distance
 
 
 def test_batches_hold_at_least_32_labelled_anomalies(mnist_split, monkeypatch):
@@ -70,9 +71,9 @@ def test_batches_hold_at_least_32_labelled_anomalies(mnist_split, monkeypatch):
     seen = []
     real_step = tr.step
 
-    def spy(x_n, x_a=None, **kw):
+    def spy(x_n, x_a=None):
         seen.append((len(x_n), 0 if x_a is None else len(x_a)))
-        return real_step(x_n, x_a, **kw)
+        return real_step(x_n, x_a)
 
     monkeypatch.setattr(tr, "step", spy)
     x_anom = torch.from_numpy(mnist_split.x_anomaly[:5])  # fewer than 32: must be resampled
@@ -88,18 +89,17 @@ def test_discriminator_is_reinitialised_below_delta(mnist_split):
     assert tr.d_resets == 1
 
 
-def test_detach_pseudo_blocks_gradient_through_first_pass():
+def test_pseudo_pass_gradient_flows_back_through_the_second_generator_pass():
     torch.manual_seed(0)
     x = torch.rand(4, 1, 32, 32) * 2 - 1
-    for detach, expect_grad in ((True, False), (False, True)):
-        tr = make_trainer(detach_pseudo=detach)
-        x_hat = tr.G(x)
-        x_hat.retain_grad()
-        x_hat2 = tr._pseudo(x_hat)
-        (-(x_hat - x_hat2).abs().mean()).backward(inputs=[x_hat])
-        got = x_hat.grad is not None and bool((x_hat.grad - (-torch.sign(x_hat - x_hat2) / x_hat.numel())).abs().sum() > 0)
-        # with detach, x̂'s gradient is only the direct term, without the path through G(x̂)
-        assert got == expect_grad
+    tr = make_trainer()
+    x_hat = tr.G(x)
+    x_hat.retain_grad()
+    x_hat2 = tr._pseudo(x_hat)
+    (-(x_hat - x_hat2).abs().mean()).backward(inputs=[x_hat])
+    direct = -torch.sign(x_hat - x_hat2) / x_hat.numel()  # the gradient if x̂₂ did not depend on x̂
+    # x̂'s gradient holds the path through G(x̂) too: the pseudo-anomaly is not detached
+    assert x_hat.grad is not None and bool((x_hat.grad - direct).abs().sum() > 0)
 
 
 def test_advprop_uses_auxiliary_bn_only_for_pseudo_pass():
@@ -119,7 +119,7 @@ def test_same_seed_gives_identical_scores(mnist_split):
     def run():
         tr = make_trainer(seed=3, epochs=1, batch_size=32)
         tr.fit(torch.from_numpy(mnist_split.x_normal[:64]), progress=False)
-        return score_images(tr.G, mnist_split.x_test[:50])
+        return score_images(ReconstructionScorer(tr.G), mnist_split.x_test[:50])
 
     a, b = run(), run()
     np.testing.assert_array_equal(a, b)
@@ -136,19 +136,33 @@ def test_ema_scores_with_averaged_weights(mnist_split):
 
 def test_default_run_on_mnist_sample_beats_chance_and_does_not_collapse():
     # The demo's setting: digit 0 normal, the default 15-epoch budget over its 400 training images.
-    # Test AUROC is tracked per epoch for this check only (issue 7's regression guard), never used to pick.
+    # Test AUROC is tracked per epoch for this check only (a guard against late collapse), never used to pick.
     from agad.pipeline import train
 
     # One thread pins the numerical path: the same run with 2 fp32 threads (another reduction order)
-    # collapses to ~13% AUROC with the AdvProp + EMA default — a known open stability defect (issue 7,
-    # docs/STABILITY.md), recorded there rather than hidden by test order (other tests set 1 thread).
+    # collapses to ~13% AUROC with the AdvProp + EMA default, a known open stability defect recorded in
+    # docs/STABILITY.md rather than hidden by test order (other tests set 1 thread).
     result = train(TrainConfig(normal_class=0, precision="fp32", device="cpu", track_test_auroc=True,
                                num_threads=1), None, progress=False)
-    curve = [h["test/auroc"] for h in result.trainer.history]
-    final = auroc_of(result.split.y_test, score_images(result.trainer.scoring_generator, result.split.x_test))
+    trainer = result.fit.trainer
+    curve = [h["test/auroc"] for h in trainer.history]
+    final = auroc_of(result.split.y_test,
+                     score_images(ReconstructionScorer(trainer.scoring_generator), result.split.x_test))
     assert final == pytest.approx(curve[-1])
     assert final > 0.9, curve  # chance is 0.5
     assert final >= max(curve) - 0.05, curve  # ends near its best: no collapse at the end of training
+
+
+def test_a_non_finite_loss_stops_training_with_one_line(mnist_split):
+    from agad.errors import AgadError
+    from agad.pipeline import TrainingDiverged, fit_model
+
+    cfg = TrainConfig(w_con=1e300, epochs=2, batch_size=32, device="cpu", precision="fp32")  # l_con x 1e300: inf
+    with pytest.raises(TrainingDiverged) as info:
+        fit_model(cfg, mnist_split.x_normal[:64], progress=False)
+    msg = str(info.value)
+    assert isinstance(info.value, AgadError) and "\n" not in msg
+    assert "diverged at epoch 1: loss term G/" in msg  # names the epoch and the first non-finite term
 
 
 def _bn_stats(G):
@@ -175,25 +189,6 @@ def test_anomaly_distance_switch_changes_only_the_distance(mnist_split):
         assert a[k] == pytest.approx(b[k], rel=1e-6), k
 
 
-
-def test_anomaly_margin_only_bounds_the_labelled_anomaly_push(mnist_split):
-    x_n = to_unit_range(torch.from_numpy(mnist_split.x_normal[:8]))
-    x_a = to_unit_range(torch.from_numpy(mnist_split.x_anomaly[:4]))
-
-    def step(**kw):
-        tr = make_trainer(gamma=0.05, **kw)
-        logs = tr.step(x_n, x_a)
-        return logs, torch.cat([p.detach().flatten() for p in tr.G.parameters()])
-
-    off, p_off = step()
-    loose, p_loose = step(anomaly_margin=1e9)  # a cap no image reaches: the paper's update
-    tight, p_tight = step(anomaly_margin=1e-6)  # every anomaly is past the cap: its dist and lat push stop
-    for logs in (loose, tight):  # the same forward passes: the margin changes the loss, not what is logged
-        for k in ("G/con", "G/adcon", "G/anomaly/dist", "G/anomaly/lat", "G/anomaly/adv"):
-            assert logs[k] == pytest.approx(off[k], rel=1e-6), k
-    assert loose["G/total"] == pytest.approx(off["G/total"], rel=1e-6)
-    assert torch.allclose(p_loose, p_off)
-    assert tight["G/total"] > off["G/total"] and not torch.allclose(p_tight, p_off)
 
 def test_freeze_bn_keeps_running_stats_on_anomaly_batches(mnist_split):
     x_n = to_unit_range(torch.from_numpy(mnist_split.x_normal[:8]))
@@ -228,57 +223,19 @@ def test_untracked_bn_normalises_anomalies_with_their_batch_but_keeps_running_st
     assert logs["untracked"]["G/anomaly/dist"] != pytest.approx(logs["frozen"]["G/anomaly/dist"], rel=1e-3)
 
 
-def test_adcon_warmup_scales_the_weight():
-    tr = make_trainer(adcon_warmup_epochs=2.0)
-    assert tr._adcon_weight(0.0) == 0.0
-    assert tr._adcon_weight(1.0) == pytest.approx(7.5)
-    assert tr._adcon_weight(5.0) == pytest.approx(15.0)
-    assert make_trainer(ca=False)._adcon_weight(5.0) == 0.0
-
-
-@pytest.mark.parametrize("schedule", ["constant", "cosine"])
-def test_lr_schedule_sets_the_rate_of_every_step(mnist_split, monkeypatch, schedule):
-    tr = make_trainer(lr=1e-3, epochs=2, batch_size=16, ca=False, lr_schedule=schedule)
+def test_learning_rate_is_the_same_for_every_step(mnist_split, monkeypatch):
+    tr = make_trainer(lr=1e-3, epochs=2, batch_size=16, ca=False)
     rates = []
     real_step = tr.step
 
-    def spy(x_n, x_a=None, **kw):
+    def spy(x_n, x_a=None):
         rates.append((tr.opt_g.param_groups[0]["lr"], tr.opt_d.param_groups[0]["lr"]))
-        return real_step(x_n, x_a, **kw)
+        return real_step(x_n, x_a)
 
     monkeypatch.setattr(tr, "step", spy)
     hist = tr.fit(torch.from_numpy(mnist_split.x_normal[:64]), progress=False)  # 4 steps per epoch, 8 in all
-    g, d = zip(*rates)
-    assert g == d and len(g) == 8
-    if schedule == "constant":
-        assert set(g) == {1e-3} and "lr" not in hist[-1]
-    else:  # half a cosine from lr down to 0 over the 2-epoch budget, one value per step
-        expected = [1e-3 * 0.5 * (1 + np.cos(np.pi * i / 8)) for i in range(8)]
-        assert g == pytest.approx(expected)
-        assert g[0] == 1e-3 and all(a > b for a, b in zip(g, g[1:]))
-        assert hist[-1]["lr"] == pytest.approx(expected[-1])
-
-
-def test_grad_clip_bounds_the_generator_update(mnist_split):
-    x_n = to_unit_range(torch.from_numpy(mnist_split.x_normal[:8]))
-    tr = make_trainer(grad_clip=1e-6, lr=1.0)
-    before = [p.detach().clone() for p in tr.G.parameters()]
-    seen = {}
-    orig = torch.nn.utils.clip_grad_norm_
-
-    def spy(params, max_norm, *a, **k):
-        params = list(params)
-        out = orig(params, max_norm, *a, **k)
-        seen["norm"] = float(torch.linalg.vector_norm(torch.stack([p.grad.norm() for p in params])))
-        return out
-
-    torch.nn.utils.clip_grad_norm_ = spy
-    try:
-        tr.step(x_n)
-    finally:
-        torch.nn.utils.clip_grad_norm_ = orig
-    assert seen["norm"] <= 1e-6 * 1.01
-    assert any(not torch.equal(b, p) for b, p in zip(before, tr.G.parameters()))
+    assert len(rates) == 8 and set(rates) == {(1e-3, 1e-3)}
+    assert len(hist) == 2 and "lr" not in hist[-1]
 
 
 @pytest.mark.parametrize("bad, match", [
@@ -296,7 +253,7 @@ def test_config_rejects_bad_values_with_a_named_parameter(bad, match):
 
 def test_mismatched_weights_are_a_clear_error(tmp_path):
     from agad.errors import AgadError
-    from agad.runs import load_weights, save_weights
+    from agad.checkpoint import load_weights, save_weights
 
     save_weights(build_generator("naive", in_channels=1, image_size=32), tmp_path / "g.safetensors")
     with pytest.raises(AgadError, match="do not fit"):

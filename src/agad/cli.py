@@ -38,7 +38,7 @@ class ArgumentParser(argparse.ArgumentParser):
         super().__init__(*args, **kwargs)
 
     def error(self, message: str):  # noqa: D401
-        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see `{self.prog} --help`)\n")
+        self.exit(EXIT_USAGE, f"agad: error: {message} (see `{self.prog} --help`)\n")
 
 
 # ------------------------------------------------------------------ options -> flags
@@ -183,21 +183,132 @@ def cmd_train(args: argparse.Namespace) -> int:
 
     cfg = config_from_args(args)
     result = train(cfg, args.out, progress=not args.no_progress, overwrite=args.force, resume=args.resume,
+                   contamination=args.contamination, threshold=args.threshold,
                    command="agad " + shlex.join(sys.argv[1:]))
     if result.run_dir is not None:
         print(f"trained in {result.fit.seconds:.1f}s; run written to {result.run_dir}")
     return 0
 
 
-def cmd_evaluate(args: argparse.Namespace) -> int:
-    from .pipeline import evaluate
+def _folder_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The folder flags of evaluate / report / calibrate, as keyword arguments of agad.evaluation."""
+    return {"normal_class": args.normal_class, "normal_dirs": args.normal_dirs or (),
+            "abnormal_dirs": args.abnormal_dirs or (), "normal_test_dirs": args.normal_test_dirs or (),
+            **({"mask_dirs": args.mask_dirs or ()} if hasattr(args, "mask_dirs") else {})}
 
-    m = evaluate(args.run_dir, device=args.device)
+
+def _device(args: argparse.Namespace) -> str | None:
+    return None if args.device in (None, "auto") else args.device
+
+
+def _pct(v: Any) -> str:
+    return "n/a" if v is None or (isinstance(v, float) and v != v) else f"{100 * v:.2f}%"
+
+
+def _at_threshold_line(m: dict[str, Any], source: str | None) -> list[str]:
+    lines = [f"at the stored threshold {m['threshold']:.4g}" + (f" ({source})" if source else "")
+             + f": F1 {m['f1_at_threshold']:.3f}  precision {m['precision_at_threshold']:.3f}  "
+               f"recall {m['recall_at_threshold']:.3f}"]
+    if m.get("best_f1_threshold") is not None:
+        lines.append(f"best-F1 threshold {m['best_f1_threshold']:.4g} (F1 {m['best_f1']:.3f}): reported only, "
+                     "not stored (`agad calibrate` stores one)")
+    return lines
+
+
+def _evaluate_own_split(args: argparse.Namespace) -> int:
+    from .detector import IN_MEMORY_DATA
+    from .evaluation import json_metrics
+    from .pipeline import evaluate
+    from .rundir import METRICS_FILE, SCORES_FILE, atomic_write_bytes, check_output_file, file_errors, load_config
+
+    # the run's own numbers always go into the run directory; --out elsewhere gets a copy
+    copy_to = None if args.out is None or Path(args.out).resolve() == Path(args.run_dir).resolve() else Path(args.out)
+    if copy_to is not None:  # checked before any work: nothing is written when it is refused
+        for name in (METRICS_FILE, SCORES_FILE):
+            check_output_file(copy_to / name, overwrite=args.force, example=name)
+    if load_config(args.run_dir).data == IN_MEMORY_DATA:
+        raise AgadError(f"{args.run_dir} was fitted on arrays (AGAD.fit): it has no test split of its own; "
+                        "pass --data DIR with labelled images")
+    m = evaluate(args.run_dir, device=args.device, batch_size=args.batch_size)
+    where = str(args.run_dir)
+    if copy_to is not None:
+        for name in (SCORES_FILE, METRICS_FILE):
+            with file_errors(Path(args.run_dir) / name):
+                data = (Path(args.run_dir) / name).read_bytes()
+            atomic_write_bytes(copy_to / name, data)
+        where = f"{args.run_dir} and {copy_to}"
     if args.json:
-        print(json.dumps({"auroc": m["auroc"], "aupr": m["aupr"], "n_test": m["n_test"], "threshold": m["threshold"]}))
-    else:
-        print(f"AUROC {100 * m['auroc']:.2f}%  AUPR {100 * m['aupr']:.2f}%  on {m['n_test']} test images "
-              f"({m['n_anomalous']} anomalous); metrics.json and scores.csv written to {args.run_dir}")
+        print(json.dumps(json_metrics(m)))
+        return 0
+    print(f"AUROC {_pct(m['auroc'])}  AUPR {_pct(m['aupr'])}  on {m['n_test']} test images "
+          f"({m['n_anomalous']} anomalous)")
+    for line in _at_threshold_line(m, None):
+        print(line)
+    print(f"metrics.json and scores.csv written to {where}")
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from .evaluation import evaluate_run, json_metrics, write_evaluation
+
+    opts = _folder_options(args)
+    if args.data is None:
+        if args.normal_class is not None or any(opts[k] for k in opts if k != "normal_class"):
+            raise AgadError("--normal-class / --normal-dir / --abnormal-dir / --normal-test-dir / --mask-dir "
+                            "describe the folder of --data DIR; pass --data, or drop them to evaluate on the "
+                            "run's test split")
+        if args.sigma is not None:
+            raise AgadError("--sigma smooths the anomaly maps that are compared with masks; pass --data DIR "
+                            "with masks, or drop it")
+        return _evaluate_own_split(args)
+    if args.out is not None:  # refused before scoring, not after
+        from .rundir import METRICS_FILE, SCORES_FILE, check_output_file
+
+        for name in (METRICS_FILE, SCORES_FILE):
+            check_output_file(Path(args.out) / name, overwrite=args.force, example=name)
+    ev = evaluate_run(args.run_dir, args.data, device=_device(args), batch_size=args.batch_size,
+                      sigma=args.sigma, **opts)
+    if args.out is not None:
+        write_evaluation(args.out, ev, overwrite=args.force)
+    m = ev.metrics
+    if args.json:
+        print(json.dumps(json_metrics(m)))
+        return 0
+    print(ev.images.describe())
+    print(f"AUROC {_pct(m['auroc'])}  AUPR {_pct(m['aupr'])}")
+    for line in _at_threshold_line(m, m.get("threshold_source")):
+        print(line)
+    if "pixel_auroc" in m:
+        print(f"pixel AUROC {_pct(m['pixel_auroc'])}  AUPRO {_pct(m['aupro'])} (false-positive rate up to "
+              f"{m['aupro_fpr_limit']})")
+    for note in ev.images.notes:
+        print(f"note: {note}")
+    print(f"metrics.json and scores.csv written to {args.out}" if args.out is not None else
+          "nothing written (pass --out DIR for metrics.json and scores.csv)")
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from .report import build_report
+
+    r = build_report(args.run_dir, data=args.data, out=args.out, overwrite=args.force, device=_device(args),
+                     batch_size=args.batch_size, sigma=args.sigma, gallery=args.gallery, **_folder_options(args))
+    m = r.evaluation.metrics
+    print(f"report written to {r.path} in {r.seconds:.1f}s: {r.evaluation.images.describe()}; "
+          f"AUROC {_pct(m['auroc'])}")
+    return 0
+
+
+def cmd_calibrate(args: argparse.Namespace) -> int:
+    from .evaluation import calibrate_run
+
+    c = calibrate_run(args.run_dir, args.data, target_fpr=args.target_fpr, device=_device(args),
+                      **_folder_options(args))
+    at = f"false-positive rate {c.false_positive_rate:.3f}"
+    if c.recall is not None:
+        at += f", recall {c.recall:.3f}, F1 {c.f1:.3f}"
+    print(f"threshold of {c.run_dir} set to {c.threshold:.6g} (was {c.previous:.6g}) by {c.rule} on "
+          f"{c.images.describe()}; there: {at}; config.json rewritten, weights unchanged")
     return 0
 
 
@@ -222,11 +333,12 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from .predict import predict_images
 
     r = predict_images(args.run_dir, args.paths, out=args.out, overlays=args.overlays, batch_size=args.batch_size,
-                       device=args.device, overwrite=args.force)
+                       device=args.device, overwrite=args.force, threshold=args.threshold,
+                       contamination=args.contamination, progress=not args.no_progress)
     n_anom = int(r.labels.sum())
     where = f"; overlays in {r.overlays}" if r.overlays is not None else ""
-    print(f"scored {len(r.scores)} images: {n_anom} above the threshold {r.threshold:.4g} (label 1), "
-          f"{len(r.scores) - n_anom} at or below it; scores written to {r.out}{where}")
+    print(f"scored {len(r.scores)} images: {n_anom} above the threshold {r.threshold:.4g} ({r.threshold_source}; "
+          f"label 1), {len(r.scores) - n_anom} at or below it; scores written to {r.out}{where}")
     return 0
 
 
@@ -234,8 +346,9 @@ def cmd_export(args: argparse.Namespace) -> int:
     from .export import export_model
 
     out = export_model(args.run_dir, args.out, format=args.format, overwrite=args.force, opset=args.opset)
-    print(f"exported {args.run_dir} as {args.format} to {out} "
-          "(input 'image': float (B, C, S, S) in [-1, 1]; outputs 'reconstruction', 'score')")
+    print(f"exported {args.run_dir} as {args.format} to {out} (input 'image': float (B, C, S, S) in [-1, 1]; "
+          "outputs 'reconstruction', 'score', 'anomaly_map', 'label' for methods that reconstruct, else "
+          "'score', 'label')")
     return 0
 
 
@@ -247,6 +360,22 @@ def cmd_data_fetch(args: argparse.Namespace) -> int:
             else f"train on it with `agad train --data {dest}`")
     print(f"{args.name}: files downloaded and verified in {dest}; {hint}")
     return 0
+
+
+def _add_folder_flags(p: argparse.ArgumentParser, *, masks: bool) -> None:
+    """How a labelled folder's sub-folders map to normal and anomalous images (as for `agad train --data DIR`)."""
+    g = p.add_argument_group("labelled folder (with --data)")
+    g.add_argument("--normal-class", dest="normal_class", metavar="NAME",
+                   help="the normal class folder's name (default: the one named normal, good, ...)")
+    g.add_argument("--normal-dir", dest="normal_dirs", action="append", metavar="DIR",
+                   help="a folder of normal images (repeatable; relative to --data)")
+    g.add_argument("--abnormal-dir", dest="abnormal_dirs", action="append", metavar="DIR",
+                   help="a folder of anomalous images (repeatable; relative to --data)")
+    g.add_argument("--normal-test-dir", dest="normal_test_dirs", action="append", metavar="DIR",
+                   help="normal test images: with it, only these and --abnormal-dir are scored")
+    if masks:
+        g.add_argument("--mask-dir", dest="mask_dirs", action="append", metavar="DIR",
+                       help="ground-truth masks of the anomalous images (matched by file name)")
 
 
 def _positive_int(text: str) -> int:
@@ -470,17 +599,72 @@ def build_parser() -> ArgumentParser:
     p.add_argument("--config", help="TOML file of options, or a run's config.json (flags override it)")
     p.add_argument("--out", required=True, help="run directory to create")
     p.add_argument("--force", action="store_true", help="replace --out if it exists")
+    t = p.add_mutually_exclusive_group()
+    t.add_argument("--contamination", type=float, default=0.1, metavar="F",
+                   help="expected share of anomalies among the normal training images, in (0, 0.5]: the stored "
+                        "threshold is their (1 - F) score quantile (default: 0.1)")
+    t.add_argument("--threshold", type=float, default=None, metavar="T", help="store this threshold instead")
     p.add_argument("--resume", action="store_true",
                    help="continue a run that was killed from its last checkpoint (same options; the result is "
                         "the same as an uninterrupted run)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_train)
 
-    p = sub.add_parser("evaluate", help="AUROC / AUPR of a run on its test split")
-    p.add_argument("run_dir")
-    p.add_argument("--json", action="store_true", help="print one JSON object with auroc and aupr in [0, 1]")
+    p = sub.add_parser(
+        "evaluate", help="AUROC / AUPR / F1 of a run on its test split or on a labelled folder",
+        description="Evaluate a trained model at its stored threshold: image-level AUROC, AUPR, F1 / precision / "
+                    "recall, and the best-F1 threshold of these labels (reported, never stored). Without --data: "
+                    "the run's own test split, metrics.json and scores.csv written into RUN_DIR. With --data DIR: "
+                    "a labelled folder in any layout `agad train --data DIR` reads (its test split when it has "
+                    "one, else every image), printed only unless --out; with masks (MVTec AD, --mask-dir) also "
+                    "pixel AUROC and AUPRO.",
+    )
+    p.add_argument("run_dir", help="run directory from `agad train` or AGAD.save")
+    p.add_argument("--data", metavar="DIR", help="a labelled folder to evaluate on (default: the run's test split)")
+    _add_folder_flags(p, masks=True)
+    p.add_argument("--out", metavar="DIR", help="folder for metrics.json and scores.csv of --data")
+    p.add_argument("--force", action="store_true", help="replace metrics.json / scores.csv in --out")
+    p.add_argument("--sigma", type=float, metavar="PIXELS", help="Gaussian smoothing of the anomaly maps for the "
+                   "pixel metrics (default: none)")
+    p.add_argument("--json", action="store_true", help="print one JSON object of the metrics (AUROC etc. in [0, 1])")
+    p.add_argument("--batch-size", dest="batch_size", type=_positive_int, help="images per batch (default: the run's)")
     p.add_argument("--device", choices=DEVICES, default="auto")
     p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser(
+        "report", help="one self-contained HTML page: curves, histograms, confusion matrix, losses, worst errors",
+        description="Evaluate a run (on --data DIR, or its own test split) and write one HTML file with every "
+                    "figure embedded: ROC and PR curves, score histograms with the threshold, the confusion "
+                    "matrix, the training curves per loss term, and the worst false positives and false "
+                    "negatives with input, reconstruction and residual heatmap.",
+    )
+    p.add_argument("run_dir", help="run directory from `agad train` or AGAD.save")
+    p.add_argument("--data", metavar="DIR", help="a labelled folder (default: the run's test split)")
+    _add_folder_flags(p, masks=True)
+    p.add_argument("--out", metavar="FILE", help="HTML file to write (default: RUN_DIR/report.html)")
+    p.add_argument("--force", action="store_true", help="replace --out if it exists")
+    p.add_argument("--gallery", type=int, default=6, metavar="N",
+                   help="worst false positives and false negatives shown, each (default 6)")
+    p.add_argument("--sigma", type=float, metavar="PIXELS", help="Gaussian smoothing of the anomaly maps for the "
+                   "pixel metrics (default: none)")
+    p.add_argument("--batch-size", dest="batch_size", type=_positive_int, help="images per batch (default: the run's)")
+    p.add_argument("--device", choices=DEVICES, default="auto")
+    p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser(
+        "calibrate", help="set a run's stored threshold from a labelled folder (no refit)",
+        description="Choose the threshold on labelled images (the folder's validation split when it has one, "
+                    "else its test split, else every image) and store it in RUN_DIR/config.json: the best F1, "
+                    "or with --target-fpr F the lowest threshold at which at most F of the normal images score "
+                    "above it (normal images alone are enough then). The weights are not changed.",
+    )
+    p.add_argument("run_dir", help="run directory of an AGAD model")
+    p.add_argument("--data", metavar="DIR", required=True, help="a labelled folder")
+    _add_folder_flags(p, masks=False)
+    p.add_argument("--target-fpr", dest="target_fpr", type=float, metavar="F",
+                   help="keep the false-positive rate on the normal images at most F (in [0, 1))")
+    p.add_argument("--device", choices=DEVICES, default="auto")
+    p.set_defaults(func=cmd_calibrate)
 
     p = sub.add_parser("demo", help="train and evaluate on the bundled MNIST sample")
     p.add_argument("--out", default="runs/demo")
@@ -504,6 +688,13 @@ def build_parser() -> ArgumentParser:
     p.add_argument("--batch-size", dest="batch_size", type=_positive_int, help="images per batch (default: the run's)")
     p.add_argument("--device", choices=DEVICES, help="default: the model's setting")
     p.add_argument("--force", action="store_true", help="replace --out if it exists")
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--threshold", type=float, metavar="T",
+                   help="label 1 where score > T, for this scoring only (the run keeps its threshold)")
+    g.add_argument("--contamination", type=float, metavar="F",
+                   help="threshold at the (1 - F) quantile of the run's training scores, F in (0, 0.5], "
+                        "for this scoring only")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_predict)
 
     p = sub.add_parser(
@@ -568,12 +759,14 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as exc:
         print(f"agad: error: {_os_error_line(exc)}", file=sys.stderr)
         return EXIT_USAGE
-    except MemoryError:
-        print("agad: error: out of memory; use a smaller --image-size, --batch-size or --eval-batch-size",
-              file=sys.stderr)
+    except MemoryError as exc:
+        print("agad: error: out of memory; use a smaller --image-size, --batch-size or --eval-batch-size"
+              + "".join(f"; {note}" for note in getattr(exc, "__notes__", [])), file=sys.stderr)
         return EXIT_USAGE
-    except KeyboardInterrupt:
-        print("agad: interrupted; nothing half-written was kept", file=sys.stderr)
+    except KeyboardInterrupt as exc:
+        notes = getattr(exc, "__notes__", [])
+        print("agad: interrupted; " + ("; ".join(notes) if notes else "nothing half-written was kept"),
+              file=sys.stderr)
         return 130
 
 

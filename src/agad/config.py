@@ -365,7 +365,7 @@ OPTIONS: dict[str, Option] = {
                         "data", lo=1, hi=10_000, optional=True, estimator=False),
     "protocol": _o("choice", "one-vs-rest (the paper's text) or one-anomalous (GANomaly's)", "data",
                    choices=PROTOCOLS, estimator=False),
-    "image_size": _o("int", "resize images to this square size (default: the dataset's)", "data", lo=16,
+    "image_size": _o("int", "resize images to this square size (auto: the dataset's size rule)", "data", lo=16,
                      hi=1024, optional=True),
     "normal_dirs": _o("paths", "a folder of normal training images (repeatable)", "data", estimator=False),
     "abnormal_dirs": _o("paths", "a folder of anomalous images: test images (repeatable)", "data", estimator=False),
@@ -373,7 +373,8 @@ OPTIONS: dict[str, Option] = {
     "mask_dirs": _o("paths", "a folder of ground-truth masks of the anomalous images (repeatable)", "data",
                     estimator=False),
     # model
-    "method": _o("choice", "agad, or a baseline in the same harness", "model", choices=METHODS, estimator=False),
+    "method": _o("choice", "agad, a baseline (ganomaly, skip-ganomaly) or a reference detector (logreg, cnn, "
+                 "deep-sad) in the same harness", "model", choices=METHODS, estimator=False),
     "backbone": _o("choice", "generator backbone", "model", choices=BACKBONES),
     "unet_style": _o("choice", "the U-Net of --backbone unet or of Skip-GANomaly: zhou (7.76M, the paper's "
                      "count) or pix2pix (Skip-GANomaly's own, 16.65M); auto = pix2pix for skip-ganomaly, else zhou",
@@ -418,8 +419,8 @@ OPTIONS: dict[str, Option] = {
     "ema_decay": _o("float", "score with an EMA of G's weights with this decay (0 = off, the paper)",
                     "batch norm", lo=0, hi=1, hi_open=True),
     # epoch selection
-    "val_fraction": _o("float", "hold out this fraction of normal training images for validation (default: "
-                       "0.1 with labelled anomalies, else 0)", "selection", lo=0, hi=1, hi_open=True,
+    "val_fraction": _o("float", "hold out this fraction of normal training images for validation (auto: 0.1 "
+                       "with labelled anomalies, else 0)", "selection", lo=0, hi=1, hi_open=True,
                        optional=True),
     "select_epoch": _o("choice", "keep the last epoch, the lowest held-out normal score (val-recon), or that "
                        "score over the labelled anomalies' distance (val-ratio); auto: val-ratio with labelled "

@@ -359,7 +359,69 @@ PARAMS_PLACEHOLDER
         _, recon = self._score(self._images(X), return_reconstructions=True)
         return to_uint8(recon)
 
+    def anomaly_map(self, X: Any, *, sigma: float | None = None) -> np.ndarray:
+        """Pixel anomaly maps, float32 (N, H, W) at the input's resolution: higher = more anomalous.
+
+        The map is the residual ``|x - G(x)|`` averaged over channels, on the [-1, 1] scale the network
+        sees (:func:`agad.evaluation.residual_map`, the map of ``agad predict --overlays`` and of the
+        exported models), resized back to the input's height and width when the model resized the image,
+        then smoothed with a Gaussian of ``sigma`` pixels when given. Image files and PIL images must share
+        one size (their maps are stacked); arrays give maps of their own (H, W).
+
+        >>> det.anomaly_map(np.zeros((2, 28, 28), np.uint8)).shape  # doctest: +SKIP
+        (2, 28, 28)
+        """
+        from .evaluation import _check_sigma, reconstruction_maps, resize_maps, smooth_maps
+
+        self._check_fitted()
+        sigma = _check_sigma(sigma)
+        if is_image_input(X):
+            items = expand_items(X)
+            size = _common_size(items)
+            x, _, _ = read_images(items, channels=self.n_channels_in_, size=self.image_size_)
+        else:
+            a = self._as_array(X, "X")
+            size = tuple(int(v) for v in a.shape[2:])
+            x = self._images(a)
+        _, maps = reconstruction_maps(self._scorer, x, batch_size=self.config_.eval_batch_size,
+                                      device=self._device, amp_dtype=self._amp,
+                                      channels_last=self.config_.channels_last)
+        return smooth_maps(resize_maps(maps, size), sigma).astype(np.float32, copy=False)
+
+    def __sklearn_tags__(self):
+        # Images, not feature tables: (N, H, W) arrays are accepted, (N, features) ones are not, so
+        # scikit-learn's generic 2-d checks do not apply.
+        tags = super().__sklearn_tags__()
+        tags.input_tags.two_d_array = False
+        tags.input_tags.three_d_array = True
+        return tags
+
     # ------------------------------------------------------------ persistence
+    def save_threshold(self, path: str | Path, *, note: str | None = None) -> Path:
+        """Rewrite the threshold in the config.json of the run directory ``path``; the weights are untouched.
+
+        ``path`` must hold this model (the same model section and training config, e.g. the folder it was
+        loaded from). The record is validated and written atomically (:func:`agad.rundir.write_record`);
+        ``note`` says how the threshold was chosen (kept in ``threshold_source``).
+
+        >>> AGAD.load("runs/demo").calibrate(X_val, y_val).save_threshold("runs/demo")  # doctest: +SKIP
+        """
+        from .rundir import read_run_config, write_record
+
+        self._check_fitted()
+        path = Path(path)
+        meta = read_run_config(path)
+        mine = getattr(self, "_meta", None) or {}
+        if meta.get("model") != mine.get("model") or meta.get("config") != mine.get("config"):
+            raise AgadError(f"{path} holds another model than this AGAD; save it with AGAD.save, or give the "
+                            "run directory it was loaded from")
+        source = self.threshold_source_ + (f": {note}" if note else "")
+        meta.update(threshold=float(self.threshold_), threshold_source=source[:200])
+        write_record(path, meta)
+        if isinstance(getattr(self, "_meta", None), dict):
+            self._meta.update(threshold=meta["threshold"], threshold_source=meta["threshold_source"])
+        return path
+
     def save(self, path: str | Path, *, overwrite: bool = False) -> Path:
         """Write a run directory (the `agad train` format; safetensors, no pickle), atomically.
 
@@ -461,3 +523,35 @@ def _signature() -> inspect.Signature:
 
 AGAD.__init__.__signature__ = _signature()  # what help(AGAD) and scikit-learn's get_params read
 AGAD.__doc__ = AGAD.__doc__.replace("PARAMS_PLACEHOLDER", _parameter_doc())
+
+
+def _common_size(items: list) -> tuple[int, int]:
+    """(H, W) shared by image files / PIL images as they are decoded (EXIF rotations included)."""
+    from .data.images import image_info
+
+    sizes = set()
+    for item, info in zip(items, image_info(items)):
+        w, h = info.width, info.height
+        if _exif_swaps(item):
+            w, h = h, w
+        sizes.add((h, w))
+    if len(sizes) > 1:
+        shown = ", ".join(f"{w}x{h}" for h, w in sorted(sizes)[:3])
+        raise AgadError(f"anomaly_map stacks one map per image at its own size, but these images have "
+                        f"{len(sizes)} sizes ({shown}); call it once per size, or pass an array")
+    return sizes.pop()
+
+
+def _exif_swaps(item: Any) -> bool:
+    """Whether the image's EXIF orientation turns it by 90 degrees when decoded (tags 5 to 8)."""
+    from PIL import Image
+
+    try:
+        if isinstance(item, Image.Image):
+            return item.getexif().get(0x0112, 1) in (5, 6, 7, 8)
+        if isinstance(item, (str, Path)):
+            with Image.open(item) as img:
+                return img.getexif().get(0x0112, 1) in (5, 6, 7, 8)
+    except (OSError, ValueError):
+        return False  # read_images names an unreadable file
+    return False

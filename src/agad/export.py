@@ -1,12 +1,20 @@
 """Export a trained model for serving: ``agad export RUN_DIR --format {onnx,torchscript} --out FILE``.
 
 The exported module maps a float image batch in [-1, 1], shape (B, C, S, S)
-(input name ``image``; uint8 pixels become ``x / 127.5 - 1``), to
-``(reconstruction, score)``: G(x) of the same shape and the anomaly score
-``||x - G(x)||_2`` per image, shape (B,). The batch axis is dynamic; C and S
-are the model's (see ``preprocessing`` in the run's config.json, which the
-export also embeds: ONNX ``metadata_props`` / the TorchScript extra file
-``agad.json``, holding the threshold too).
+(input name ``image``; uint8 pixels become ``x / 127.5 - 1``), to, for the
+methods that reconstruct:
+
+- ``reconstruction``: G(x), (B, C, S, S);
+- ``score``: the anomaly score ``||x - G(x)||_2`` per image, (B,);
+- ``anomaly_map``: ``|x - G(x)|`` averaged over channels, (B, S, S), the map of
+  :meth:`agad.AGAD.anomaly_map` at the model's input size (no smoothing);
+- ``label``: int64 (B,), 1 where the score is above the threshold stored with
+  the model (compared in float64, as :meth:`agad.AGAD.predict` does).
+
+Methods that score without reconstructing give ``score`` and ``label``. The
+batch axis is dynamic; C and S are the model's (see ``preprocessing`` in the
+run's config.json, which the export also embeds: ONNX ``metadata_props`` / the
+TorchScript extra file ``agad.json``, holding the threshold too).
 
 The networks are exported in eval mode (BN running statistics) and fp32; the
 auxiliary AdvProp BN is a training-time device and is not part of the
@@ -19,7 +27,7 @@ leaves nothing behind.
 Example:
     >>> export_model("runs/demo", "demo.onnx", format="onnx")  # doctest: +SKIP
     >>> import onnxruntime as ort                                # doctest: +SKIP
-    >>> ort.InferenceSession("demo.onnx").run(None, {"image": x})  # doctest: +SKIP
+    >>> recon, score, amap, label = ort.InferenceSession("demo.onnx").run(None, {"image": x})  # doctest: +SKIP
 """
 
 from __future__ import annotations
@@ -38,11 +46,13 @@ from torch import Tensor, nn
 from .errors import AgadError
 from .nets import SwitchableBatchNorm2d
 
-__all__ = ["FORMATS", "ScoringModule", "export_model"]
+__all__ = ["FORMATS", "ExportModule", "ScoringModule", "export_model"]
 
 FORMATS = ("onnx", "torchscript")
 ONNX_OPSET = 17  # widely supported by runtimes; every op here (conv, BN, reflect pad) is in it
-INPUT_NAME, OUTPUT_NAMES = "image", ("reconstruction", "score")
+INPUT_NAME = "image"
+OUTPUT_NAMES = ("reconstruction", "score", "anomaly_map", "label")  # methods that reconstruct
+SCORE_OUTPUT_NAMES = ("score", "label")  # methods that score without reconstructing
 
 
 class ScoringModule(nn.Module):
@@ -66,6 +76,37 @@ class ScoringModule(nn.Module):
             score, recon = self.scorer.score_and_reconstruct(image)
             return recon, score
         return self.scorer(image)
+
+
+class ExportModule(nn.Module):
+    """What is exported: :class:`ScoringModule`'s outputs plus the anomaly map and the label at ``threshold``.
+
+    (B, C, S, S) in [-1, 1] -> (reconstruction, score, anomaly_map (B, S, S), label (B,) int64) for a scorer
+    that reconstructs, else (score, label).
+
+    >>> from agad.methods import ReconstructionScorer
+    >>> from agad.nets import build_generator
+    >>> m = ExportModule(ReconstructionScorer(build_generator("naive", in_channels=1, image_size=32)), 0.5).eval()
+    >>> [tuple(t.shape) for t in m(torch.zeros(2, 1, 32, 32))]
+    [(2, 1, 32, 32), (2,), (2, 32, 32), (2,)]
+    """
+
+    def __init__(self, scorer: nn.Module, threshold: float):
+        super().__init__()
+        self.scoring = ScoringModule(scorer)
+        self.reconstructs = self.scoring.reconstructs
+        # float64: the label must be exactly ``score > threshold`` with the threshold as stored
+        self.register_buffer("threshold", torch.tensor(float(threshold), dtype=torch.float64))
+
+    def forward(self, image: Tensor):
+        from .evaluation import residual_map
+
+        if self.reconstructs:
+            recon, score = self.scoring(image)
+            label = (score.double() > self.threshold).long()
+            return recon, score, residual_map(image, recon), label
+        score = self.scoring(image)
+        return score, (score.double() > self.threshold).long()
 
 
 def _inference_copy(G: nn.Module) -> nn.Module:
@@ -122,11 +163,15 @@ def export_model(
     run = load_run(run_dir)
     meta = run.meta
     channels, size = int(meta["model"]["in_channels"]), int(meta["model"]["image_size"])
-    module = ScoringModule(_inference_copy(run.scorer)).eval()
+    threshold = float(meta["threshold"])
+    module = ExportModule(_inference_copy(run.scorer), threshold).eval()
     example = torch.zeros(2, channels, size, size)  # batch 2: nothing may specialise on a batch of 1
     info = {
         "input": f"{INPUT_NAME}: float32 (batch, {channels}, {size}, {size}) in [-1, 1] (uint8 x -> x / 127.5 - 1)",
-        "outputs": "reconstruction: G(x), same shape; score: ||x - G(x)||_2 per image (higher = more anomalous)",
+        "outputs": ("reconstruction: G(x), same shape; score: ||x - G(x)||_2 per image (higher = more anomalous); "
+                    f"anomaly_map: |x - G(x)| averaged over channels, (batch, {size}, {size}); label: int64, "
+                    "1 where score > threshold" if module.reconstructs else
+                    "score: per image (higher = more anomalous); label: int64, 1 where score > threshold"),
         "threshold": meta.get("threshold"),
         "preprocessing": meta.get("preprocessing"),
         "backbone": meta["model"].get("backbone"),
@@ -140,7 +185,7 @@ def export_model(
         warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"torch\.(jit|onnx)")
         warnings.filterwarnings("ignore", message=r".*legacy TorchScript-based ONNX export.*")
         if format == "onnx":
-            _export_onnx(module, example, tmp, opset, info, OUTPUT_NAMES if module.reconstructs else ("score",))
+            _export_onnx(module, example, tmp, opset, info, OUTPUT_NAMES if module.reconstructs else SCORE_OUTPUT_NAMES)
         else:
             traced = torch.jit.trace(module, example)
             torch.jit.save(traced, str(tmp), _extra_files={"agad.json": json.dumps(info)})

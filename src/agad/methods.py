@@ -128,6 +128,8 @@ class ReferenceTrainer:
         self.history = references.fit_reference(
             self.cfg.method, self.nets.G, x_normal, x_anomaly, seed=self.cfg.seed, progress=progress,
             on_epoch=hook, device=str(resolve_device(self.cfg.device)))
+        # the memory format a loaded run gets (agad.pipeline.load_run), so that scores match bit for bit
+        self.nets.G.to(memory_format=torch.channels_last if self.cfg.channels_last else torch.contiguous_format)
         return self.history
 
 

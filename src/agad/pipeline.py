@@ -36,7 +36,7 @@ from .nets import Nets, count_parameters
 from .checkpoint import load_weights, save_weights
 from .rundir import (
     DISCRIMINATOR_FILE, FORMAT_VERSION, GENERATOR_FILE, HISTORY_FILE, METRICS_FILE, SCORES_FILE, TRAIN_SCORES_FILE,
-    CHECKPOINT_DIR, atomic_write_json, check_output_dir, load_config, read_history, read_run_config, read_train_scores,
+    CHECKPOINT_DIR, MODEL_CARD_FILE, atomic_write_json, atomic_write_text, check_output_dir, load_config, read_history, read_run_config, read_train_scores,
     staging_dir, staging_path, write_history, write_record, write_scores_csv, write_train_scores,
 )
 from .runtime import DistInfo, init_distributed, resolve_device, resolve_precision
@@ -341,6 +341,9 @@ def write_run_files(folder: Path, *, nets: Nets, history: list[dict[str, float]]
         write_train_scores(folder / TRAIN_SCORES_FILE, train_scores)
     if figure is not None:
         figure(folder)
+    from .report import model_card
+
+    atomic_write_text(folder / MODEL_CARD_FILE, model_card(record, history))
     write_record(folder, record)
 
 
@@ -411,9 +414,15 @@ def load_run(run_dir: str | Path, *, device: str | torch.device = "cpu") -> Load
 
 # ------------------------------------------------------------------------------------- agad train / evaluate
 def _is_named(data: str) -> bool:
+    """A dataset whose classes are numbered: a name (mnist, cifar10...) or an IDX / CIFAR folder."""
     from .data import DATASETS
+    from .data.cifar import find_cifar
+    from .data.datasets import _has_idx
 
-    return data in DATASETS
+    if data in DATASETS:
+        return True
+    path = Path(data)
+    return path.is_dir() and (_has_idx(path) or find_cifar(path) is not None) or find_cifar(path) is not None
 
 
 def prepare_split(cfg: TrainConfig) -> tuple[Split, Any]:
@@ -425,8 +434,8 @@ def prepare_split(cfg: TrainConfig) -> tuple[Split, Any]:
     folder_opts = {k: getattr(cfg, k) for k in ("normal_dirs", "abnormal_dirs", "normal_test_dirs", "mask_dirs")}
     if _is_named(cfg.data):
         if any(folder_opts.values()):
-            raise AgadError(f"--normal-dir / --abnormal-dir / --normal-test-dir / --mask-dir map the folders of a "
-                            f"dataset on disk; {cfg.data} is a named dataset: drop them or pass --data DIR")
+            raise AgadError(f"--normal-dir / --abnormal-dir / --normal-test-dir / --mask-dir map the folders of "
+                            f"images; {cfg.data} numbers its classes: drop them or pass a folder of images")
         if isinstance(cfg.normal_class, str):
             raise AgadError(f"--normal-class {cfg.normal_class!r}: {cfg.data} numbers its classes; pass an index")
         ds = load_dataset(cfg.data, image_size=cfg.image_size)
@@ -471,13 +480,18 @@ def train(
     figure: bool = True,
     command: str | None = None,
     contamination: float = DEFAULT_CONTAMINATION,
+    threshold: float | None = None,
     resume: bool = False,
 ) -> TrainResult:
     """``agad train``: one model on a dataset's one-class split, written to ``out`` (None: in memory only).
 
     While training, the state is checkpointed in the staging folder beside ``out``; with ``resume`` a run that
-    was killed continues from its last checkpoint (a finished run directory is never touched).
+    was killed continues from its last checkpoint (a finished run directory is never touched). The stored
+    threshold is the (1 - ``contamination``) quantile of the normal training images' scores, or ``threshold``.
     """
+    if threshold is not None and not (isinstance(threshold, (int, float)) and math.isfinite(threshold)):
+        raise AgadError(f"--threshold must be a finite number. Got {threshold!r} instead.")
+    contamination_threshold(np.zeros(2), contamination)  # checks its range before any work
     if out is not None and not (resume and staging_path(Path(out)).is_dir()):  # fail before any work
         check_output_dir(out, overwrite=overwrite)
     cfg = cfg.resolved()
@@ -494,17 +508,20 @@ def train(
         fit = fit_model(cfg, split.x_normal, split.x_anomaly if len(split.x_anomaly) else None, val_pool=pool,
                         x_test=split.x_test, y_test=split.y_test, progress=progress, dist_info=dist_info,
                         checkpoint=None if tmp is None else tmp / CHECKPOINT_DIR / CHECKPOINT_FILE)
-        threshold = contamination_threshold(fit.train_scores, contamination)
+        given = threshold is not None
+        threshold = float(threshold) if given else contamination_threshold(fit.train_scores, contamination)
         result = TrainResult(run_dir=None, fit=fit, split=split, threshold=threshold)
         if writes:
-            _write_train_run(tmp, cfg, fit, split, ds, threshold, contamination, command, dist_info, figure)
+            _write_train_run(tmp, cfg, fit, split, ds, threshold, contamination, command, dist_info, figure,
+                             "given with --threshold" if given else "quantile of training-normal scores")
     if writes:
         result.run_dir = Path(out)
     return result
 
 
 def _write_train_run(tmp: Path, cfg: TrainConfig, fit: FitResult, split: Split, ds, threshold: float,
-                     contamination: float, command: str | None, dist_info: DistInfo, figure: bool) -> None:
+                     contamination: float, command: str | None, dist_info: DistInfo, figure: bool,
+                     threshold_source: str) -> None:
     data = {
         "source": cfg.data,
         "class_names": list(ds.class_names),
@@ -512,11 +529,12 @@ def _write_train_run(tmp: Path, cfg: TrainConfig, fit: FitResult, split: Split, 
         "n_test": int(len(split.y_test)),
         "n_validation": fit.n_validation,
     }
-    record = run_record(fit, threshold=threshold, threshold_source="quantile of training-normal scores",
+    record = run_record(fit, threshold=threshold, threshold_source=threshold_source,
                         contamination=contamination, data=data, command=command or " ".join(sys.argv),
                         world_size=dist_info.world_size)
     title = f"{cfg.data}, normal class {cfg.normal_class}"
-    write_run_files(tmp, record=record, **_fit_files(fit, (split.x_test, split.y_test, title) if figure else None))
+    show = figure and len(split.y_test) > 0  # a folder of normal images only has no test images to show
+    write_run_files(tmp, record=record, **_fit_files(fit, (split.x_test, split.y_test, title) if show else None))
 
 
 def evaluate(run_dir: str | Path, *, device: str = "auto", batch_size: int | None = None) -> dict[str, Any]:
@@ -527,6 +545,9 @@ def evaluate(run_dir: str | Path, *, device: str = "auto", batch_size: int | Non
     dev = resolve_device(device if device != "auto" else cfg.device)
     run.scorer.to(dev)
     split, _ = prepare_split(cfg)
+    if len(split.y_test) == 0:
+        raise AgadError(f"{cfg.data} has no test images (normal images only); evaluate the run on labelled "
+                        f"images with `agad evaluate {run_dir} --data DIR`")
     amp = resolve_precision(cfg.precision, dev)
     t0 = time.perf_counter()
     scores = score_images(run.scorer, split.x_test, batch_size=batch_size or cfg.eval_batch_size, device=dev,

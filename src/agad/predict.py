@@ -7,8 +7,11 @@ size, and an image that cannot be read is an error naming its path, raised
 before anything is written. Inputs whose mode or size is far from the
 model's give a warning.
 
-Scores, labels and the threshold come from the run directory (see
+Scores and the threshold come from the run directory (see
 :mod:`agad.rundir`); nothing is normalised with the images being scored.
+``threshold=T`` or ``contamination=F`` (the (1 - F) quantile of the run's
+training scores) replace the stored threshold for one call only; the run
+directory is not changed (``agad calibrate`` changes it).
 
 Example:
     >>> result = predict_images("runs/demo", ["photos/"], out="scores.csv")  # doctest: +SKIP
@@ -18,6 +21,8 @@ Example:
 
 from __future__ import annotations
 
+import math
+import numbers
 import os
 import warnings
 from dataclasses import dataclass
@@ -34,18 +39,20 @@ __all__ = ["PredictResult", "predict_images", "write_overlay"]
 
 def write_overlay(path: Path, x: np.ndarray, recon: np.ndarray, *, score: float, label: int, threshold: float,
                   title: str = "") -> None:
-    """One PNG: input, reconstruction and the residual heatmap |x - G(x)|, score and label in the title.
+    """One PNG: input, reconstruction, the residual heatmap and the heatmap over the input.
 
     ``x`` is uint8 (C, H, W); ``recon`` is G(x) as float in [-1, 1], (C, H, W).
-    The heatmap is the channel mean of |x - G(x)| on the [-1, 1] scale the
-    network sees, drawn on a fixed 0..1 colour scale so that overlays of
-    different images can be compared.
+    The heatmap is :func:`agad.evaluation.residual_map`, the map of
+    :meth:`agad.AGAD.anomaly_map` and of the exported models: the channel mean
+    of |x - G(x)| on the [-1, 1] scale the network sees, drawn on a fixed 0..1
+    colour scale so that overlays of different images can be compared.
     """
+    from .evaluation import residual_map
     from .figures import plt, save_figure, to_display
 
     xf = x.astype(np.float32) / 127.5 - 1.0
-    residual = np.abs(xf - recon).mean(axis=0)  # (H, W)
-    fig, axes = plt.subplots(1, 3, figsize=(7.5, 2.9))
+    residual = residual_map(xf[None], recon[None])[0]  # (H, W)
+    fig, axes = plt.subplots(1, 4, figsize=(10, 2.9))
     for ax, img, name in ((axes[0], x, "input"), (axes[1], recon, "reconstruction G(x)")):
         d = to_display(img)
         ax.imshow(d, cmap="gray" if d.ndim == 2 else None, vmin=0, vmax=1)
@@ -53,6 +60,10 @@ def write_overlay(path: Path, x: np.ndarray, recon: np.ndarray, *, score: float,
     im = axes[2].imshow(residual, cmap="inferno", vmin=0.0, vmax=1.0)
     axes[2].set_title("|x - G(x)|", fontsize=9)
     fig.colorbar(im, ax=axes[2], fraction=0.046, pad=0.04)
+    d = to_display(x)
+    axes[3].imshow(d, cmap="gray" if d.ndim == 2 else None, vmin=0, vmax=1)
+    axes[3].imshow(residual, cmap="inferno", vmin=0.0, vmax=1.0, alpha=0.55)
+    axes[3].set_title("heatmap on input", fontsize=9)
     for ax in axes:
         ax.set_xticks([])
         ax.set_yticks([])
@@ -77,6 +88,7 @@ class PredictResult:
     threshold: float
     out: Path
     overlays: Path | None
+    threshold_source: str = "stored with the model"
 
 
 def predict_images(
@@ -88,12 +100,19 @@ def predict_images(
     batch_size: int | None = None,
     device: str | None = None,
     overwrite: bool = False,
+    threshold: float | None = None,
+    contamination: float | None = None,
+    progress: bool = False,
 ) -> PredictResult:
     """Score image files with the model in ``run_dir``; write ``out`` (CSV: path, score, label).
 
     Every image is read and scored before anything is written; the CSV is
     written last (atomically), so its presence means the whole job finished.
     ``overlays`` names a folder for one PNG per image (:func:`write_overlay`).
+    ``threshold`` (a number) or ``contamination`` (in (0, 0.5]: that share of
+    the run's training images scores above the threshold) labels this call's
+    images instead of the stored threshold. ``progress`` shows a tqdm bar on
+    a terminal.
 
     Raises:
         AgadError / DataError: bad run directory, unreadable image (named),
@@ -110,7 +129,13 @@ def predict_images(
     out = check_output_file(out, overwrite=overwrite, example="scores.csv")
     if overlays is not None and Path(overlays).exists() and not Path(overlays).is_dir():
         raise AgadError(f"--overlays {overlays} exists and is not a directory; give a folder name")
+    if threshold is not None and contamination is not None:
+        raise AgadError("give --threshold or --contamination, not both: each sets the threshold")
+    if threshold is not None and (isinstance(threshold, bool) or not isinstance(threshold, numbers.Real)
+                                  or not math.isfinite(threshold)):
+        raise AgadError(f"The 'threshold' parameter must be a finite number. Got {threshold!r} instead.")
     model = AGAD.load(run_dir, device=device)
+    cut, source = _threshold(model, threshold, contamination)
     files = list_images(paths)
     for message in check_compatible(files, channels=model.n_channels_in_, size=model.image_size_):
         warnings.warn(message, DataWarning, stacklevel=2)
@@ -118,11 +143,13 @@ def predict_images(
 
     # Pass 1: read and score everything (an unreadable image stops the job before any write).
     scores = []
-    for i in range(0, len(files), bs):
-        x, _, _ = read_images(files[i : i + bs], channels=model.n_channels_in_, size=model.image_size_)
-        scores.append(model._score(x))
+    with _bar(len(files), "scoring", progress) as bar:
+        for i in range(0, len(files), bs):
+            x, _, _ = read_images(files[i : i + bs], channels=model.n_channels_in_, size=model.image_size_)
+            scores.append(model._score(x))
+            bar.update(len(x))
     s = np.concatenate(scores)
-    labels = (s > model.threshold_).astype(np.int64)
+    labels = (s > cut).astype(np.int64)
     names = [str(f) for f in files]
 
     # Pass 2 (optional): overlays need the reconstructions; recomputed batch by batch to keep memory flat.
@@ -131,13 +158,39 @@ def predict_images(
         overlay_dir = Path(overlays)
         overlay_dir.mkdir(parents=True, exist_ok=True)
         pngs = overlay_names(names)
-        for i in range(0, len(files), bs):
-            x, _, _ = read_images(files[i : i + bs], channels=model.n_channels_in_, size=model.image_size_)
-            _, recon = model._score(x, return_reconstructions=True)
-            for j in range(len(x)):
-                k = i + j
-                write_overlay(overlay_dir / pngs[k], x[j], recon[j], score=float(s[k]), label=int(labels[k]),
-                              threshold=model.threshold_, title=Path(names[k]).name)
+        with _bar(len(files), "overlays", progress) as bar:
+            for i in range(0, len(files), bs):
+                x, _, _ = read_images(files[i : i + bs], channels=model.n_channels_in_, size=model.image_size_)
+                _, recon = model._score(x, return_reconstructions=True)
+                for j in range(len(x)):
+                    k = i + j
+                    write_overlay(overlay_dir / pngs[k], x[j], recon[j], score=float(s[k]), label=int(labels[k]),
+                                  threshold=cut, title=Path(names[k]).name)
+                bar.update(len(x))
     write_scores_csv(out, s, labels, ids=names)
-    return PredictResult(paths=names, scores=s, labels=labels, threshold=float(model.threshold_), out=out,
-                         overlays=overlay_dir)
+    return PredictResult(paths=names, scores=s, labels=labels, threshold=cut, out=out, overlays=overlay_dir,
+                         threshold_source=source)
+
+
+def _threshold(model, threshold: float | None, contamination: float | None) -> tuple[float, str]:
+    """The threshold of this call and where it comes from."""
+    from .scoring import contamination_threshold
+
+    if threshold is not None:
+        return float(threshold), "given with --threshold"
+    if contamination is not None:
+        train = getattr(model, "decision_scores_", None)
+        if train is None:
+            raise AgadError("--contamination needs the training scores of the run (train_scores.safetensors), "
+                            "which this run directory lacks; pass --threshold T instead")
+        return (contamination_threshold(train, contamination),
+                f"the {1 - float(contamination):.3g} quantile of the {len(train)} training scores")
+    return float(model.threshold_), "stored with the model"
+
+
+def _bar(total: int, desc: str, enabled: bool):
+    """A tqdm bar over images, shown only on a terminal (logs and captured output stay clean)."""
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc=desc, unit="img", disable=True if not enabled else None, leave=False,
+                dynamic_ncols=True)

@@ -444,8 +444,10 @@ def _finish(staging: Path, final: Path, *, overwrite: bool, keep_checkpoint: boo
 
 
 def _kept_note(staging: Path, final: Path) -> str:
-    return (f"the unfinished run is kept in {_shown(staging)} for inspection (its {CHECKPOINT_DIR}/ holds the "
-            f"last saved state); the next run into {_shown(final)} removes it unless it resumes from it")
+    state = (f"its {CHECKPOINT_DIR}/ holds the last saved state: --resume continues from it"
+             if (staging / CHECKPOINT_DIR).is_dir() else "no checkpoint was written yet")
+    return (f"the unfinished run is kept in {_shown(staging)} for inspection ({state}); the next run into "
+            f"{_shown(final)} removes it unless it resumes from it")
 
 
 @contextlib.contextmanager

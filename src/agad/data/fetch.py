@@ -29,6 +29,7 @@ import os
 import re
 import sys
 import urllib.error
+import urllib.parse
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
@@ -140,7 +141,10 @@ def _download(url: str, part: Path, remote: Remote, progress: bool) -> None:
     headers = {"User-Agent": "agad-data-fetch"}
     if have:
         headers["Range"] = f"bytes={have}-"
-    request = urllib.request.Request(url, headers=headers)
+    try:
+        request = urllib.request.Request(url, headers=headers)
+    except ValueError as exc:  # not a URL urllib can fetch
+        raise DataError(f"cannot download {url}: {exc}; check --base-url") from None
     try:
         response = urllib.request.urlopen(request, timeout=60)
     except urllib.error.HTTPError as exc:
@@ -223,11 +227,25 @@ def fetch(
         raise AgadError(f"cannot fetch {name!r}; fetchable datasets are {', '.join(SOURCES)}")
     default_base, remotes = SOURCES[name]
     base = (base_url or default_base).rstrip("/") + "/"
+    scheme = urllib.parse.urlsplit(base).scheme
+    if scheme not in ("http", "https", "file"):
+        raise AgadError(f"--base-url {base_url!r} is not an http(s) or file URL; give e.g. https://host/path/")
     dest = Path(dest_dir).expanduser() if dest_dir is not None else data_home() / name
+    created = not dest.exists()
     try:
         dest.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise DataError(f"cannot create {dest} ({exc.strerror or exc}); pass a writable folder") from None
+    try:
+        _fetch_all(name, base, remotes, dest, progress)
+    except BaseException:
+        if created and dest.is_dir() and not any(dest.iterdir()):
+            dest.rmdir()  # nothing was downloaded: leave no empty folder behind
+        raise
+    return dest
+
+
+def _fetch_all(name: str, base: str, remotes, dest: Path, progress: bool) -> None:
     for remote in remotes:
         final = dest / remote.filename
         if final.exists():
@@ -247,4 +265,3 @@ def fetch(
                 f"run `agad data fetch {name}` again (or use another mirror)"
             )
         os.replace(part, final)
-    return dest
