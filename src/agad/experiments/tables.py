@@ -102,8 +102,8 @@ def normalised_config(recorded: dict[str, Any]) -> dict[str, Any]:
     as recorded if this version cannot read it (e.g. a key from a newer version).
 
     >>> c = normalised_config({"gamma": 0.05, "val_fraction": 0.0})  # recorded before select_epoch existed
-    >>> (c["val_fraction"], c["select_epoch"], c["lr_schedule"])
-    (0.0, 'last', 'constant')
+    >>> (c["val_fraction"], c["select_epoch"], c["min_steps"])
+    (0.0, 'last', 0)
     >>> c = normalised_config({"gamma": 0.0, "val_fraction": 0.0, "select_epoch": "last"})  # = the gamma-0 default
     >>> (c["val_fraction"], c["select_epoch"])
     (None, 'auto')
@@ -113,7 +113,7 @@ def normalised_config(recorded: dict[str, Any]) -> dict[str, Any]:
     except (AgadError, TypeError, ValueError):
         return recorded
     out = cfg.resolved().to_dict()
-    auto = TrainConfig(gamma=cfg.gamma)
+    auto = TrainConfig(gamma=cfg.gamma, method=cfg.method)
     auto_resolved = auto.resolved()
     for name in ("val_fraction", "select_epoch"):
         if out[name] == getattr(auto_resolved, name):
