@@ -283,7 +283,8 @@ def test_save_load_gives_identical_scores(fitted, digits, tmp_path):
     path = fitted.save(tmp_path / "model")
     files = sorted(p.name for p in path.iterdir())
     assert files == sorted(["config.json", "generator.safetensors", "discriminator.safetensors",
-                            "history.jsonl", TRAIN_SCORES_FILE])
+                            "history.jsonl", TRAIN_SCORES_FILE, "README.md"])
+    assert "threshold" in (path / "README.md").read_text().lower()  # the model card
     meta = json.loads((path / "config.json").read_text())
     assert meta["threshold"] == fitted.threshold_ and meta["model"]["in_channels"] == 1
     assert meta["preprocessing"]["resize_to"] == 32 and meta["config"]["gamma"] == 0.0
