@@ -3,40 +3,16 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
 
 from agad import AGAD
-from agad.cli import main
 from agad.data import load_dataset
 from agad.errors import AgadError
 from agad.evaluation import (aupro, evaluate_run, load_labelled, pixel_auroc, pro_curve, residual_map,
                              resize_maps)
-
-
-def run_cli(argv, capsys) -> tuple[int, str, str]:
-    try:
-        code = main([str(a) for a in argv])
-    except SystemExit as exc:
-        code = int(exc.code)
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def assert_one_line_error(code, err, *needles):
-    assert code == 2, err
-    lines = [line for line in err.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("agad") and "Traceback" not in err, err
-    for n in needles:
-        assert n.lower() in lines[0].lower(), (n, lines[0])
-
-
-def save_png(a: np.ndarray, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(a).save(path)
+from cli_helpers import assert_one_line_error, run_cli, save_png
 
 
 @pytest.fixture(scope="module")

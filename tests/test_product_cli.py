@@ -16,26 +16,9 @@ from PIL import Image
 
 from agad import AGAD
 from agad.cli import main
+from cli_helpers import assert_one_line_error, run_cli
 
 fetch_mod = importlib.import_module("agad.data.fetch")
-
-
-def run_cli(argv, capsys) -> tuple[int, str, str]:
-    """Exit code, stdout and stderr of the CLI, whether main returns the code or argparse exits with it."""
-    try:
-        code = main([str(a) for a in argv])
-    except SystemExit as exc:
-        code = int(exc.code)
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def assert_one_line_error(code, err, *needles):
-    assert code == 2, err
-    lines = [line for line in err.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("agad") and "Traceback" not in err, err
-    for n in needles:
-        assert n.lower() in lines[0].lower(), (n, lines[0])
 
 
 def idx_bytes(arr: np.ndarray) -> bytes:

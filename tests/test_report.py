@@ -17,30 +17,9 @@ from agad.cli import main
 from agad.data import load_dataset
 from agad.report import REPORT_SECTIONS, build_report, loss_terms, model_card
 from agad.rundir import read_history, read_run_config
+from cli_helpers import assert_one_line_error, run_cli, save_png
 
 CHROMIUM = Path("/usr/bin/chromium")
-
-
-def run_cli(argv, capsys) -> tuple[int, str, str]:
-    try:
-        code = main([str(a) for a in argv])
-    except SystemExit as exc:
-        code = int(exc.code)
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def assert_one_line_error(code, err, *needles):
-    assert code == 2, err
-    lines = [line for line in err.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("agad") and "Traceback" not in err, err
-    for n in needles:
-        assert n.lower() in lines[0].lower(), (n, lines[0])
-
-
-def save_png(a: np.ndarray, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(a).save(path)
 
 
 @pytest.fixture(scope="module")
