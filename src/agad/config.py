@@ -44,6 +44,7 @@ AUTO_VAL_FRACTION = 0.1  # held out when labelled anomalies make the default val
 PRECISIONS = ("auto", "fp32", "bf16")
 G_NORMS = ("batch", "group", "instance")  # agad.nets.norm.NORMS
 DEVICES = ("auto", "cpu", "cuda")
+LOGGERS = ("none", "tensorboard")
 
 # Options that lost their selection. A run record written before they went still loads when it used the
 # value below (the behaviour that remains); any other value names the option. docs/DECISIONS.md says what
@@ -144,6 +145,9 @@ class TrainConfig:
     compile: bool = False  # torch.compile the networks (helps on GPU; slow to start)
     num_threads: int = 0  # 0: leave PyTorch's default
     eval_batch_size: int = 256
+    # "tensorboard": per-term losses, validation numbers and reconstructions of a few training images per epoch,
+    # written into the run directory's tensorboard/ (needs the tensorboard package: pip install 'agad[tensorboard]')
+    logger: str = "none"
 
     extra: dict[str, Any] = field(default_factory=dict)  # free-form notes recorded with the run
 
@@ -440,6 +444,8 @@ OPTIONS: dict[str, Option] = {
                       estimator=False),
     "eval_batch_size": _o("int", "images per scoring batch", "runtime", lo=1, hi=1 << 16, runtime=True,
                           estimator=False),
+    "logger": _o("choice", "none, or tensorboard: losses and reconstructions per epoch in RUN_DIR/tensorboard",
+                 "runtime", choices=LOGGERS, runtime=True, estimator=False),
     "extra": _o("dict", "free-form notes recorded with the run", "runtime", estimator=False, cli=False),
 }
 RUNTIME_FIELDS = frozenset(name for name, opt in OPTIONS.items() if opt.runtime)

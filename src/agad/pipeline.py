@@ -155,6 +155,23 @@ def _load_checkpoint(path: Path, cfg: TrainConfig, trainer, keeper: "EpochKeeper
         keeper.state = {k[len("keeper/"):]: v for k, v in tensors.items() if k.startswith("keeper/")}
 
 
+def _tensorboard(log_dir: Path):
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        raise AgadError("--logger tensorboard needs the tensorboard package: pip install 'agad[tensorboard]'") from None
+    return SummaryWriter(log_dir=str(log_dir))
+
+
+def check_logger(cfg: TrainConfig) -> None:
+    """Refuse a logger whose package is missing before any training."""
+    if cfg.logger == "tensorboard":
+        import importlib.util
+
+        if importlib.util.find_spec("tensorboard") is None:
+            raise AgadError("--logger tensorboard needs the tensorboard package: pip install 'agad[tensorboard]'")
+
+
 # ------------------------------------------------------------------------------------------- fit_model
 @dataclass
 class FitResult:
@@ -194,6 +211,7 @@ def fit_model(
     progress: bool = True,
     dist_info: DistInfo | None = None,
     checkpoint: Path | None = None,
+    log_dir: Path | None = None,
 ) -> FitResult:
     """Train ``cfg.method`` on uint8 (N, C, S, S) normal images and, optionally, labelled anomalies.
 
@@ -202,6 +220,7 @@ def fit_model(
     unlabelled anomalous *training* images: as many as were held out join them as validation anomalies
     (``val/auroc``). ``val`` is a labelled validation set given by the user (``val/auroc`` only).
     ``x_test``/``y_test`` are scored per epoch only when ``cfg.track_test_auroc`` (a diagnostic).
+    ``log_dir``: where ``cfg.logger = "tensorboard"`` writes its event files.
     ``checkpoint``: a file for the training state, written at the end of an epoch at most every
     :data:`CHECKPOINT_EVERY_S` seconds; when it exists, training continues from it and ends with the same
     weights and scores as an uninterrupted run.
@@ -232,6 +251,8 @@ def fit_model(
     if resumable and Path(checkpoint).is_file():
         _load_checkpoint(Path(checkpoint), cfg, trainer, keeper)
     last_saved = [time.monotonic()]
+    logger = _tensorboard(log_dir) if cfg.logger == "tensorboard" and log_dir is not None and is_main else None
+    x_show = x_fit[:8]  # the training images whose reconstructions the logger shows
 
     def score(scorer: nn.Module, x: np.ndarray) -> np.ndarray:
         return score_images(scorer, x, batch_size=cfg.eval_batch_size, device=device, amp_dtype=amp,
@@ -254,6 +275,16 @@ def fit_model(
             record["val/auroc"] = auroc_of(val.y, score(scorer, val.x))
         if cfg.track_test_auroc and x_test is not None:  # a diagnostic (paper Fig. 6): chooses nothing
             record["test/auroc"] = auroc_of(y_test, score(scorer, x_test))
+        if logger is not None:
+            for key, value in record.items():
+                if isinstance(value, (int, float)) and math.isfinite(value):
+                    logger.add_scalar(key, value, tr.epoch)
+            if hasattr(scorer, "score_and_reconstruct"):
+                _, recon = score_images(scorer, x_show, device=device, amp_dtype=amp,
+                                        channels_last=cfg.channels_last, return_reconstructions=True)
+                both = torch.cat([torch.from_numpy(x_show).float() / 255.0, (recon + 1.0) / 2.0])  # (2k, C, S, S)
+                logger.add_images("inputs and reconstructions", both.clamp(0, 1), tr.epoch)
+            logger.flush()
         if resumable and time.monotonic() - last_saved[0] >= CHECKPOINT_EVERY_S:
             tr.history.append(record)  # the state after this epoch, its record included
             try:
@@ -263,8 +294,12 @@ def fit_model(
             last_saved[0] = time.monotonic()
 
     t0 = time.perf_counter()
-    history = trainer.fit(torch.from_numpy(x_fit), torch.from_numpy(x_anomaly) if n_anomalies else None,
-                          progress=progress, on_epoch=on_epoch)
+    try:
+        history = trainer.fit(torch.from_numpy(x_fit), torch.from_numpy(x_anomaly) if n_anomalies else None,
+                              progress=progress, on_epoch=on_epoch)
+    finally:
+        if logger is not None:
+            logger.close()
     seconds = time.perf_counter() - t0
     kept_nets = trainer.scoring_nets()
     scorer = method.scorer(kept_nets)
@@ -495,6 +530,7 @@ def train(
     if out is not None and not (resume and staging_path(Path(out)).is_dir()):  # fail before any work
         check_output_dir(out, overwrite=overwrite)
     cfg = cfg.resolved()
+    check_logger(cfg)
     device = resolve_device(cfg.device)
     dist_info = init_distributed(device)
     if cfg.num_threads:
@@ -507,7 +543,8 @@ def train(
         # the staging folder (and its lock) exists from here: a second run into the same --out refuses now
         fit = fit_model(cfg, split.x_normal, split.x_anomaly if len(split.x_anomaly) else None, val_pool=pool,
                         x_test=split.x_test, y_test=split.y_test, progress=progress, dist_info=dist_info,
-                        checkpoint=None if tmp is None else tmp / CHECKPOINT_DIR / CHECKPOINT_FILE)
+                        checkpoint=None if tmp is None else tmp / CHECKPOINT_DIR / CHECKPOINT_FILE,
+                        log_dir=None if tmp is None else tmp / "tensorboard")
         given = threshold is not None
         threshold = float(threshold) if given else contamination_threshold(fit.train_scores, contamination)
         result = TrainResult(run_dir=None, fit=fit, split=split, threshold=threshold)
