@@ -69,3 +69,12 @@ def test_a_checkpoint_of_another_config_is_refused(tmp_path, monkeypatch):
     monkeypatch.setattr(pipeline, "_save_checkpoint", real)
     with pytest.raises(AgadError, match="checkpoint of another configuration"):
         pipeline.train(_cfg(lr=1e-3), out, progress=False, figure=False, resume=True)
+
+
+def test_a_training_step_too_large_for_the_memory_is_refused_before_training(monkeypatch):
+    import agad.data.bounds as bounds
+
+    monkeypatch.setattr(bounds, "available_memory", lambda: 2 * 1024**3)  # a 2 GiB machine
+    x = np.zeros((4, 1, 512, 512), np.uint8)
+    with pytest.raises(AgadError, match=r"training step of 32 images of 512x512 needs an estimated .*--image-size"):
+        pipeline.fit_model(_cfg(epochs=1), x, progress=False)
