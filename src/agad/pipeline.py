@@ -553,6 +553,7 @@ def train(
         torch.set_num_threads(cfg.num_threads)
     split, ds = prepare_split(cfg)
     pool = _validation_pool(cfg, split, ds) if cfg.resolved_val_fraction() > 0 else None
+    check_training_memory(cfg, int(split.x_normal.shape[-1]), with_anomalies=len(split.x_anomaly) > 0)
     writes = out is not None and dist_info.is_main
     staging = staging_dir(Path(out), overwrite=overwrite, resume=resume, keep_on_error=True) if writes else None
     with staging or contextlib.nullcontext() as tmp:
