@@ -27,11 +27,11 @@ def _run(root, name, val_curve, test_curve=None, **cfg):
 
 def test_rows_take_the_last_validation_epoch_and_never_the_test_curve(tmp_path):
     _run(tmp_path, "a0", [0.5, 0.9, 0.8], test_curve=[0.99, 0.99, 0.99], normal_class=0, seed=0)
-    _run(tmp_path, "b0", [0.7, 0.95], normal_class=0, seed=0, min_steps=600)
+    _run(tmp_path, "b0", [0.7, 0.95], normal_class=0, seed=0, min_steps=0)
     rows = {r["candidate"]: r for r in validation_rows([tmp_path])}
-    assert set(rows) == {"default", "min_steps=600"}
+    assert set(rows) == {"default", "min_steps=0"}
     assert rows["default"]["val"] == pytest.approx(80.0) and rows["default"]["spread"] == pytest.approx(10.0)
-    assert rows["min_steps=600"]["val"] == pytest.approx(95.0)
+    assert rows["min_steps=0"]["val"] == pytest.approx(95.0)
 
 
 def test_the_rule_needs_every_run_above_the_floor_and_close_seeds():
