@@ -60,9 +60,9 @@ def test_onnx_matches_pytorch_for_two_batch_sizes(run_dir, reference, tmp_path):
     assert names[:2] == ["reconstruction", "score"]  # first; further outputs may follow
     meta = {p.key: json.loads(p.value) for p in proto.metadata_props}
     assert meta["agad.threshold"] == model.threshold_
-    session = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+    onnx_model = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
     for b in (3, 5):  # dynamic batch axis
-        got = dict(zip(names, session.run(None, {"image": as_input(x[:b])})))
+        got = dict(zip(names, onnx_model.run(None, {"image": as_input(x[:b])})))
         recon, s = got["reconstruction"], got["score"]
         assert recon.shape == (b, 1, 32, 32) and s.shape == (b,)
         assert np.abs(s - scores[:b]).max() < TOL
@@ -165,8 +165,8 @@ def test_export_gives_the_anomaly_map_and_the_label(run_dir, reference, tmp_path
     onnx_file = export_model(run_dir, tmp_path / "m.onnx", format="onnx")
     names = [o.name for o in onnx.load(str(onnx_file)).graph.output]
     assert names == ["reconstruction", "score", "anomaly_map", "label"]
-    session = ort.InferenceSession(str(onnx_file), providers=["CPUExecutionProvider"])
-    _, s, amap, label = session.run(None, {"image": as_input(x[:5])})
+    onnx_model = ort.InferenceSession(str(onnx_file), providers=["CPUExecutionProvider"])
+    _, s, amap, label = onnx_model.run(None, {"image": as_input(x[:5])})
     assert amap.shape == (5, 32, 32) and label.dtype == np.int64
     assert np.abs(amap - maps[:5]).max() < TOL and np.abs(s - scores[:5]).max() < TOL
     np.testing.assert_array_equal(label, labels[:5])

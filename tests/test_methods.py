@@ -168,8 +168,8 @@ def test_export_to_onnx_matches_the_loaded_scores(fitted, digits, tmp_path):
     # the reconstruction and the score first, the score alone for a scorer that does not reconstruct
     assert names[: 2 if reconstructs else 1] == (["reconstruction", "score"] if reconstructs else ["score"])
     x = digits["test"][:5]
-    session = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
-    got = dict(zip(names, session.run(None, {"image": x.astype(np.float32) / 127.5 - 1.0})))
+    onnx_model = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+    got = dict(zip(names, onnx_model.run(None, {"image": x.astype(np.float32) / 127.5 - 1.0})))
     s = got["score"]
     if reconstructs:
         assert got["reconstruction"].shape == x.shape
