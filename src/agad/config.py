@@ -113,6 +113,9 @@ class TrainConfig:
     anomaly_distance: str = "input"  # d_a = |x - G(x)| ("input") or |x̂ - G(x̂)| ("pseudo", Algorithm 1 read literally)
     eps: float = 1e-3  # keeps the reciprocal terms finite
     delta: float = 1e-5  # re-initialise D when its loss falls below this (GANomaly's trick)
+    # with labelled anomalies: train a small classifier (normal vs labelled anomaly) beside G and add its
+    # logit to the score, each part standardised on normal training images (held-out ones when there are)
+    label_head: bool = False
 
     # --- normalisation (paper Table 5, and the statistics that score) ---
     # the generator's norm layers: "batch" (the paper's), or "group" / "instance", which keep no running
@@ -183,6 +186,12 @@ class TrainConfig:
         if self.select_epoch in HELD_OUT_RULES and self.resolved_val_fraction() <= 0:
             raise AgadError(f"select_epoch '{self.select_epoch}' scores held-out normal training images: "
                             "set val_fraction > 0 (e.g. --val-fraction 0.1)")
+        if self.label_head and self.method != "agad":
+            raise AgadError(f"label_head adds a classifier to AGAD's score; method {self.method} has its own "
+                            "score: drop --label-head or use --method agad")
+        if self.label_head and self.gamma <= 0:
+            raise AgadError("label_head learns from labelled anomalies: it needs gamma > 0 (--gamma, or y == 1 "
+                            "in AGAD.fit); drop --label-head without them")
         check_labels(self.method, self.gamma)
 
     # -- (de)serialisation
@@ -427,6 +436,9 @@ OPTIONS: dict[str, Option] = {
                            choices=ANOMALY_DISTANCES),
     "eps": _o("float", "epsilon of the reciprocal terms", "loss", lo=0, hi=1, lo_open=True),
     "delta": _o("float", "re-initialise D when its loss falls below this", "loss", **_POS),
+    "label_head": _o("bool", "with labelled anomalies: add a small classifier's logit (normal vs labelled "
+                     "anomaly, trained beside G) to the score, both standardised on normal training images",
+                     "loss"),
     # normalisation
     "g_norm": _o("choice", "the generator's norm: batch (the paper's), or group / instance (no running "
                  "statistics; naive backbone, --no-advprop)", "batch norm", choices=G_NORMS),

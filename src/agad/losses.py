@@ -106,6 +106,15 @@ def discriminator_anomaly_loss(*, real_logits: Tensor) -> Tensor:
     return adversarial_loss(real_logits, 0.0)
 
 
+def label_head_loss(normal_logits: Tensor, anomaly_logits: Tensor) -> Tensor:
+    """The label head's loss (``label_head``): BCE with the two classes weighted equally, whatever their counts.
+
+    >>> round(float(label_head_loss(torch.zeros(4), torch.zeros(2))), 4)  # log 2 at chance
+    0.6931
+    """
+    return 0.5 * (adversarial_loss(normal_logits, 0.0) + adversarial_loss(anomaly_logits, 1.0))
+
+
 def anomaly_score(x: Tensor, x_hat: Tensor) -> Tensor:
     """A(x) = ||x - G(x)||_2 per image, shape (B,)."""
     return (x.float() - x_hat.float()).flatten(1).norm(dim=1)

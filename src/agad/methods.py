@@ -40,20 +40,56 @@ from .nets import Nets, build_discriminator, build_generator
 from .runtime import DistInfo
 from .train import AGADTrainer
 
+LABEL_HEAD_SEED_OFFSET = 7919  # the label head's initial weights come from seed + this
+
+
+class LabelHead(nn.Module):
+    """AGAD's optional classifier for labelled anomalies (``label_head``), held by G as ``G.label_head``.
+
+    The network of the ``cnn`` reference (no batch norm, so no running statistics), trained beside G on
+    normal (0) against labelled anomalous (1) images; its gradient reaches no weight of G. ``calibration``
+    holds the mean and standard deviation, on normal training images, of the reconstruction score and of
+    the logit, so that the score adds the two parts on one scale: (A - m_A) / s_A + (h - m_h) / s_h.
+    """
+
+    def __init__(self, in_channels: int, image_size: int):
+        from .references import CNNDetector
+
+        super().__init__()
+        self.net = CNNDetector(in_channels, image_size)
+        self.register_buffer("calibration", torch.tensor([0.0, 1.0, 0.0, 1.0]))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.net(x)
+
+    def combine(self, recon: Tensor, logit: Tensor) -> Tensor:
+        c = self.calibration
+        return (recon.float() - c[0]) / c[1] + (logit.float() - c[2]) / c[3]
+
+
+def label_head_of(G: nn.Module) -> LabelHead | None:
+    return getattr(G, "label_head", None)
+
 
 class ReconstructionScorer(nn.Module):
-    """AGAD's score A(x) = ||x - G(x)||_2 per image."""
+    """AGAD's score A(x) = ||x - G(x)||_2 per image; with a label head (and ``with_head``), A and the head's
+    logit standardised and added (:class:`LabelHead`)."""
 
-    def __init__(self, G: nn.Module):
+    def __init__(self, G: nn.Module, *, with_head: bool = True):
         super().__init__()
         self.G = G
+        self.with_head = with_head
 
     def reconstruct(self, x: Tensor) -> Tensor:
         return self.G(x)
 
     def score_and_reconstruct(self, x: Tensor) -> tuple[Tensor, Tensor]:
         x_hat = self.G(x)
-        return losses.anomaly_score(x, x_hat), x_hat
+        score = losses.anomaly_score(x, x_hat)
+        head = label_head_of(self.G) if self.with_head else None
+        if head is not None:
+            score = head.combine(score, head(x))
+        return score, x_hat
 
     def forward(self, x: Tensor) -> Tensor:
         return self.score_and_reconstruct(x)[0]
@@ -81,7 +117,35 @@ def _build_agad(cfg: TrainConfig, in_channels: int, image_size: int) -> Nets:
         style["norm"] = cfg.g_norm
     G = build_generator(cfg.backbone, in_channels=in_channels, image_size=image_size, advprop=cfg.advprop, **style)
     D = build_discriminator(in_channels=in_channels, image_size=image_size)
+    if cfg.label_head:  # its own random stream: G, D and what training draws stay as without it
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(cfg.seed + LABEL_HEAD_SEED_OFFSET)
+            G.label_head = LabelHead(in_channels, image_size)
     return Nets(G, D)
+
+
+def without_label_head(scorer: nn.Module) -> nn.Module:
+    """The reconstruction part of a scorer with a label head (what the held-out epoch rules read); any other
+    scorer as it is."""
+    if isinstance(scorer, ReconstructionScorer) and scorer.with_head and label_head_of(scorer.G) is not None:
+        return ReconstructionScorer(scorer.G, with_head=False)
+    return scorer
+
+
+def calibrate_label_head(scorer: nn.Module, x: Any, score: Callable[[nn.Module, Any], Any]) -> None:
+    """Set the calibration of ``scorer``'s label head (if any) from normal images ``x``.
+
+    ``score(module, x)`` returns one score per image (e.g. :func:`agad.scoring.score_images` with the run's
+    batch size and device). Nothing happens for a scorer without a label head.
+    """
+    head = label_head_of(getattr(scorer, "G", nn.Module()))
+    if head is None:
+        return
+    recon = score(without_label_head(scorer), x)
+    logit = score(head, x)
+    values = [recon.mean(), recon.std(), logit.mean(), logit.std()]
+    values[1], values[3] = max(float(values[1]), 1e-6), max(float(values[3]), 1e-6)
+    head.calibration.copy_(torch.tensor([float(v) for v in values], device=head.calibration.device))
 
 
 def _agad_trainer(cfg: TrainConfig, nets: Nets, dist_info: DistInfo | None) -> AGADTrainer:

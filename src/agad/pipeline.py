@@ -31,7 +31,7 @@ from . import __version__
 from .config import TrainConfig
 from .data import Split, load_dataset, one_class_split, validation_split
 from .errors import AgadError
-from .methods import get_method
+from .methods import calibrate_label_head, get_method, without_label_head
 from .nets import Nets, count_parameters
 from .checkpoint import load_weights, save_weights
 from .rundir import (
@@ -121,6 +121,7 @@ def _check_weights(nets: Nets) -> None:
 # ------------------------------------------------------------------------------------------------ resume
 CHECKPOINT_FILE = "state.safetensors"
 CHECKPOINT_EVERY_S = 60.0  # write the training state at the end of an epoch once this long after the last
+CALIBRATION_IMAGES = 2048  # label_head without a hold-out: the first this many normal training images calibrate
 
 
 def _identity(cfg: TrainConfig) -> dict[str, Any]:
@@ -269,6 +270,11 @@ def fit_model(
     last_saved = [time.monotonic()]
     logger = _tensorboard(log_dir) if cfg.logger == "tensorboard" and log_dir is not None and is_main else None
     x_show = x_fit[:8]  # the training images whose reconstructions the logger shows
+    # label_head standardises its score's parts on normal images: the held-out ones when there are
+    x_calibrate = x_held if x_held is not None else x_fit[:CALIBRATION_IMAGES]
+    if cfg.label_head and n_anomalies == 0:
+        raise AgadError("label_head learns from labelled anomalies and this training set has none; drop "
+                        "--label-head or add labelled anomalies")
 
     def score(scorer: nn.Module, x: np.ndarray) -> np.ndarray:
         return score_images(scorer, x, batch_size=cfg.eval_batch_size, device=device, amp_dtype=amp,
@@ -279,11 +285,14 @@ def fit_model(
         if not is_main:
             return
         scorer = method.scorer(tr.scoring_nets())
+        calibrate_label_head(scorer, x_calibrate, score)
         if carved is not None:  # training data only: fair for selection
             s = score(scorer, carved.x)
             if len(np.unique(carved.y)) > 1:
                 record["val/auroc"] = auroc_of(carved.y, s)
-            record["val/recon"] = float(s[carved.y == 0].mean())
+            recon = without_label_head(scorer)  # the epoch rules read the reconstruction score alone
+            held = s[carved.y == 0] if recon is scorer else score(recon, carved.x[carved.y == 0])
+            record["val/recon"] = float(held.mean())
             key = selection_score(cfg.select_epoch, record)
             if key is not None:
                 keeper.offer(tr.epoch, scorer, key)
@@ -320,6 +329,7 @@ def fit_model(
     kept_nets = trainer.scoring_nets()
     scorer = method.scorer(kept_nets)
     keeper.restore(scorer)
+    calibrate_label_head(scorer, x_calibrate, score)  # what the kept epoch had (and a resumed run's last)
     _check_weights(kept_nets)
     kept_epoch = keeper.epoch or len(history)
     validation = None

@@ -247,11 +247,15 @@ class AGADTrainer:
                 for k, v in a_terms.items():
                     logs[f"G/anomaly/{k}"] = v
                 logs["D/anomaly"] = d_a
+                head = getattr(self.G, "label_head", None)
+                if head is not None:  # label_head: its loss reaches its own weights only
+                    logs["head/bce"] = losses.label_head_loss(head(x_n), head(x_a))
 
         # -- G step then D step: both gradients from the same forward passes
         g_params = [p for p in self.G.parameters() if p.requires_grad]
         d_params = [p for p in self.D.parameters() if p.requires_grad]
-        g_grads = torch.autograd.grad(g_loss, g_params, retain_graph=True, allow_unused=True)
+        g_objective = g_loss + logs["head/bce"] if "head/bce" in logs else g_loss  # the head trains with G's optimiser
+        g_grads = torch.autograd.grad(g_objective, g_params, retain_graph=True, allow_unused=True)
         d_grads = torch.autograd.grad(d_total, d_params, allow_unused=True)
         self._apply(self.opt_g, g_params, g_grads)
         self._apply(self.opt_d, d_params, d_grads)
