@@ -447,9 +447,11 @@ def cmd_plan(args: argparse.Namespace) -> int:
 def cmd_validation(args: argparse.Namespace) -> int:
     from .experiments.selection import validation_table
 
+    spread = [] if args.max_spread is None else ["--max-spread", str(args.max_spread)]
     command = shlex.join(["agad", "bench", "validation", *args.roots, "--out", args.out, "--floor", str(args.floor),
-                          "--max-gap", str(args.max_gap)])
-    path = validation_table(args.roots, args.out, command=command, floor=args.floor, max_gap=args.max_gap)
+                          "--max-gap", str(args.max_gap), *spread])
+    path = validation_table(args.roots, args.out, command=command, floor=args.floor, max_gap=args.max_gap,
+                            max_spread=args.max_spread)
     print(f"validation table written to {path}")
     return 0
 
@@ -544,7 +546,9 @@ def _add_bench(sub) -> None:
     p.add_argument("roots", nargs="+", help="folders holding the candidates' runs (e.g. an archive)")
     p.add_argument("--out", required=True, help="markdown file to write")
     p.add_argument("--floor", type=float, default=80.0, help="no run may end below this (default 80)")
-    p.add_argument("--max-gap", type=float, default=4.0, help="largest allowed seed gap per class (default 4)")
+    p.add_argument("--max-gap", type=float, default=4.0, help="largest allowed seed gap per setting (default 4)")
+    p.add_argument("--max-spread", type=float, default=None,
+                   help="every run's last-half spread of validation AUROC must stay below this (default: no limit)")
     p.set_defaults(func=cmd_validation)
     help_ = ("copy what the tables are built from (config.json, history.jsonl, metrics.json of each complete run) "
              "to a small folder that can be committed; `--table-only --out ARCHIVE` rebuilds the tables from it")
