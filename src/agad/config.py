@@ -47,7 +47,6 @@ AUTO_EPOCHS = 15  # the paper gives none; GANomaly uses 15
 # epochs are ~1,400 steps, so it keeps its epochs
 AUTO_MIN_STEPS = 600
 PRECISIONS = ("auto", "fp32", "bf16")
-G_NORMS = ("batch", "group", "instance")  # agad.nets.norm.NORMS
 DEVICES = ("auto", "cpu", "cuda")
 LOGGERS = ("none", "tensorboard")
 
@@ -62,6 +61,7 @@ REMOVED_OPTIONS: dict[str, Any] = {
     "grad_clip": 0.0,
     "anomaly_margin": 0.0,
     "lr_schedule": "constant",
+    "g_norm": "batch",
 }
 
 
@@ -118,9 +118,6 @@ class TrainConfig:
     label_head: bool = False
 
     # --- normalisation (paper Table 5, and the statistics that score) ---
-    # the generator's norm layers: "batch" (the paper's), or "group" / "instance", which keep no running
-    # statistics, so training and scoring normalise alike (naive backbone; needs advprop=False)
-    g_norm: str = "batch"
     # auxiliary BN for the pseudo-anomaly pass G(x̂): its statistics never score (chosen on validation data,
     # docs/STABILITY.md; False is the paper's shared BN)
     advprop: bool = True
@@ -172,10 +169,6 @@ class TrainConfig:
             raise AgadError(f"unet_style {self.unet_style!r} sets the U-Net of the unet backbone or of "
                             f"Skip-GANomaly; this run has none (method {self.method}, backbone {self.backbone}): "
                             "drop unet_style or use --backbone unet")
-        if self.g_norm != "batch" and (self.advprop or self.backbone != "naive" or self.method != "agad"):
-            raise AgadError(f"g_norm {self.g_norm!r} keeps no running statistics: AdvProp's auxiliary batch norm has "
-                            "nothing to separate, and only AGAD's naive backbone builds it; use it with "
-                            "--no-advprop and --backbone naive")
         if self.select_epoch in HELD_OUT_RULES and self.method != "agad":
             raise AgadError(f"select_epoch '{self.select_epoch}' reads AGAD's reconstruction terms; method "
                             f"{self.method} keeps its last epoch: use select_epoch last (or auto)")
@@ -440,8 +433,6 @@ OPTIONS: dict[str, Option] = {
                      "anomaly, trained beside G) to the score, both standardised on normal training images",
                      "loss"),
     # normalisation
-    "g_norm": _o("choice", "the generator's norm: batch (the paper's), or group / instance (no running "
-                 "statistics; naive backbone, --no-advprop)", "batch norm", choices=G_NORMS),
     "advprop": _o("bool", "auxiliary BN for the pseudo-anomaly pass (--no-advprop: the paper's shared BN)",
                   "batch norm"),
     "freeze_bn_anomalies": _o("bool", "BN neither updates statistics nor trains on labelled anomalies",

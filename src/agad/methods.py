@@ -113,8 +113,6 @@ class Method:
 def _build_agad(cfg: TrainConfig, in_channels: int, image_size: int) -> Nets:
     torch.manual_seed(cfg.seed)
     style = {"style": cfg.resolved_unet_style()} if cfg.backbone == "unet" else {}
-    if cfg.g_norm != "batch":
-        style["norm"] = cfg.g_norm
     G = build_generator(cfg.backbone, in_channels=in_channels, image_size=image_size, advprop=cfg.advprop, **style)
     D = build_discriminator(in_channels=in_channels, image_size=image_size)
     if cfg.label_head:  # its own random stream: G, D and what training draws stay as without it

@@ -22,7 +22,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any, Iterable
 
-from ..config import RUNTIME_FIELDS, TrainConfig
+from ..config import REMOVED_OPTIONS, RUNTIME_FIELDS, TrainConfig
 from ..errors import AgadError
 from ..rundir import CONFIG_FILE, HISTORY_FILE, atomic_write_text
 from .stats import last_half_spread
@@ -42,7 +42,7 @@ def _runs(roots: Iterable[str | Path]) -> list[Path]:
 
 def _labels(cfgs: list[dict[str, Any]]) -> list[str]:
     """Each run's candidate: the options that vary between the runs, where this run leaves the default."""
-    defaults = TrainConfig().resolved().to_dict()
+    defaults = {**REMOVED_OPTIONS, **TrainConfig().resolved().to_dict()}  # an option since removed: its kept value
     keys = {k for c in cfgs for k in c if k not in IDENTITY_SKIP}
     varying = sorted(k for k in keys if len({json.dumps(c.get(k), sort_keys=True) for c in cfgs}) > 1)
     return [", ".join(f"{k}={c.get(k)}" for k in varying if c.get(k) != defaults.get(k)) or "default" for c in cfgs]

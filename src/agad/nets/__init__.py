@@ -34,7 +34,7 @@ from ._common import check_image_args
 from .discriminator import Discriminator
 from .init import init_weights
 from .naive import NaiveGenerator, dcgan_decoder, dcgan_encoder
-from .norm import NORMS, SwitchableBatchNorm2d, make_norm, aux_bn, frozen_bn, has_aux_bn, recompute_bn_statistics, untracked_bn
+from .norm import SwitchableBatchNorm2d, aux_bn, frozen_bn, has_aux_bn, recompute_bn_statistics, untracked_bn
 from .unet import UNetGenerator
 from .unetpp import UNetPlusPlusGenerator
 
@@ -50,9 +50,7 @@ __all__ = [
     "Discriminator",
     "dcgan_encoder",
     "dcgan_decoder",
-    "NORMS",
     "SwitchableBatchNorm2d",
-    "make_norm",
     "aux_bn",
     "frozen_bn",
     "has_aux_bn",

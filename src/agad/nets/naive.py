@@ -33,7 +33,7 @@ from torch import Tensor, nn
 from ..errors import AgadError
 from ._common import check_image_args, check_input, crop_to, next_power_of_two, pad_to
 from .init import init_weights
-from .norm import make_norm
+from .norm import SwitchableBatchNorm2d
 
 __all__ = ["NaiveGenerator", "dcgan_encoder", "dcgan_decoder"]
 
@@ -45,7 +45,6 @@ def _check_pow2(image_size: int) -> None:
 
 def dcgan_encoder(
     in_channels: int, image_size: int, nz: int = 100, ndf: int = 64, *, advprop: bool = False,
-    norm: str = "batch",
 ) -> nn.Sequential:
     """GANomaly's DCGAN encoder: (B, C, S, S) -> (B, nz, 1, 1), S a power of two >= 16.
 
@@ -65,7 +64,7 @@ def dcgan_encoder(
     while size > 4:
         layers += [
             nn.Conv2d(ch, ch * 2, 4, 2, 1, bias=False),
-            make_norm(norm, ch * 2, advprop=advprop),
+            SwitchableBatchNorm2d(ch * 2, advprop=advprop),
             nn.LeakyReLU(0.2),
         ]
         size, ch = size // 2, ch * 2
@@ -75,7 +74,6 @@ def dcgan_encoder(
 
 def dcgan_decoder(
     out_channels: int, image_size: int, nz: int = 100, ngf: int = 64, *, advprop: bool = False,
-    norm: str = "batch",
 ) -> nn.Sequential:
     """GANomaly's DCGAN decoder: (B, nz, 1, 1) -> (B, C, S, S) through Tanh.
 
@@ -87,14 +85,14 @@ def dcgan_decoder(
     ch = ngf * image_size // 8  # 256 for 32x32, so that the last stage has ngf channels
     layers: list[nn.Module] = [
         nn.ConvTranspose2d(nz, ch, 4, 1, 0, bias=False),  # (B, ch, 4, 4)
-        make_norm(norm, ch, advprop=advprop),
+        SwitchableBatchNorm2d(ch, advprop=advprop),
         nn.ReLU(),
     ]
     size = 4
     while size < image_size // 2:
         layers += [
             nn.ConvTranspose2d(ch, ch // 2, 4, 2, 1, bias=False),
-            make_norm(norm, ch // 2, advprop=advprop),
+            SwitchableBatchNorm2d(ch // 2, advprop=advprop),
             nn.ReLU(),
         ]
         size, ch = size * 2, ch // 2
@@ -111,19 +109,16 @@ class NaiveGenerator(nn.Module):
         advprop: give every BN an auxiliary twin (see :mod:`agad.nets.norm`).
         nz: bottleneck channels (the paper: 100).
         ngf: width of the outermost stage (GANomaly: 64).
-        norm: "batch" (GANomaly's and the paper's), or "group" / "instance", which keep no running
-            statistics (:func:`agad.nets.norm.make_norm`).
     """
 
     def __init__(
         self, *, in_channels: int, image_size: int, advprop: bool = False, nz: int = 100, ngf: int = 64,
-        norm: str = "batch",
     ):
         super().__init__()
         self.in_channels, self.image_size = check_image_args(in_channels, image_size)
         self.work_size = next_power_of_two(self.image_size)
-        self.encoder = dcgan_encoder(self.in_channels, self.work_size, nz, ngf, advprop=advprop, norm=norm)
-        self.decoder = dcgan_decoder(self.in_channels, self.work_size, nz, ngf, advprop=advprop, norm=norm)
+        self.encoder = dcgan_encoder(self.in_channels, self.work_size, nz, ngf, advprop=advprop)
+        self.decoder = dcgan_decoder(self.in_channels, self.work_size, nz, ngf, advprop=advprop)
         init_weights(self)
 
     def forward(self, x: Tensor) -> Tensor:

@@ -49,7 +49,6 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
-from ..errors import AgadError
 
 __all__ = ["SwitchableBatchNorm2d", "aux_bn", "frozen_bn", "has_aux_bn", "recompute_bn_statistics", "untracked_bn"]
 
@@ -106,30 +105,6 @@ class SwitchableBatchNorm2d(nn.BatchNorm2d):
 
     def extra_repr(self) -> str:
         return super().extra_repr() + f", advprop={self.advprop}"
-
-
-NORMS = ("batch", "group", "instance")
-GROUPS = 32  # GroupNorm's groups (Wu & He 2018's default); every naive-backbone stage has a multiple of 32 channels
-
-
-def make_norm(kind: str, channels: int, *, advprop: bool = False) -> nn.Module:
-    """The generator's normalisation layer: batch norm (switchable, with AdvProp's twin), or a norm that
-    keeps no running statistics — group norm (32 groups) or instance norm (one group per channel) — so
-    that training and scoring normalise alike.
-
-    >>> make_norm("group", 64).num_groups, make_norm("instance", 64).num_groups
-    (32, 64)
-    """
-    if kind == "batch":
-        return SwitchableBatchNorm2d(channels, advprop=advprop)
-    if advprop:
-        raise AgadError(f"AdvProp's auxiliary norm separates batch-norm statistics; {kind} norm keeps none: "
-                        "use advprop=False (--no-advprop) with it")
-    if kind == "group":
-        return nn.GroupNorm(min(GROUPS, channels), channels)
-    if kind == "instance":
-        return nn.GroupNorm(channels, channels)
-    raise AgadError(f"unknown norm {kind!r}; choose one of: {', '.join(NORMS)}")
 
 
 def _switchable(module: nn.Module) -> list[SwitchableBatchNorm2d]:
