@@ -134,6 +134,33 @@ def test_ema_scores_with_averaged_weights(mnist_split):
     assert not torch.equal(p_ema, p)
 
 
+def test_a_step_floor_only_adds_epochs(mnist_split):
+    """min_steps trains as many more epochs as the floor needs, and is otherwise the run with those epochs."""
+    x = torch.from_numpy(mnist_split.x_normal[:96])  # 3 steps an epoch at batch 32
+    floored = make_trainer(epochs=2, min_steps=12, batch_size=32, ema_decay=0.9)
+    floored.fit(x, progress=False)
+    plain = make_trainer(epochs=4, min_steps=0, batch_size=32, ema_decay=0.9)
+    plain.fit(x, progress=False)
+    assert floored.epoch == plain.epoch == 4 and floored.steps == plain.steps == 12
+    drop = ("seconds",)
+    assert [{k: v for k, v in r.items() if k not in drop} for r in floored.history] == [
+        {k: v for k, v in r.items() if k not in drop} for r in plain.history]
+    for a, b in zip(floored.scoring_generator.state_dict().values(), plain.scoring_generator.state_dict().values()):
+        assert torch.equal(a, b)
+    # a floor already met changes nothing: 2 epochs are 6 steps
+    short = make_trainer(epochs=2, min_steps=6, batch_size=32)
+    short.fit(x, progress=False)
+    assert short.epoch == 2 and short.steps == 6
+
+
+def test_the_default_budget_is_fifteen_epochs_and_at_least_six_hundred_steps():
+    cfg = TrainConfig()
+    assert (cfg.resolved_epochs(), cfg.resolved_min_steps()) == (15, 600)
+    assert TrainConfig(epochs=10).resolved_min_steps() == 0  # --epochs alone: exactly that many epochs
+    tr = make_trainer(batch_size=64)
+    assert tr.steps_per_epoch(400) == 7 and tr.steps_per_epoch(6000) == 94
+
+
 @pytest.mark.parametrize("digit, seed", [(0, 0), (0, 1), (6, 0), (6, 1)])
 def test_a_short_default_run_on_the_mnist_sample_ends_well_above_chance(digit, seed):
     # The default recipe at a quarter of its step budget (min_steps 150 instead of 600): shorter training must
