@@ -132,3 +132,17 @@ def test_the_head_is_refused_where_it_cannot_learn(digits):
         TrainConfig(label_head=True, method="ganomaly", gamma=0.1)
     with pytest.raises(AgadError, match="this training set has none"):
         fit_model(TrainConfig(label_head=True, **FAST), digits["normal"], None, progress=False)
+
+
+def test_the_estimator_takes_the_head_and_needs_labels_for_it(digits, tmp_path):
+    from agad import AGAD
+
+    X = np.concatenate([digits["normal"], digits["anomalies"]])
+    y = np.r_[np.zeros(len(digits["normal"]), int), np.ones(len(digits["anomalies"]), int)]
+    est = AGAD(label_head=True, epochs=1, batch_size=32, device="cpu", precision="fp32").fit(X, y)
+    assert label_head_of(est.generator_) is not None
+    s = est.decision_function(digits["test"])
+    est.save(tmp_path / "model")
+    np.testing.assert_array_equal(AGAD.load(tmp_path / "model").decision_function(digits["test"]), s)
+    with pytest.raises(AgadError, match=r"needs gamma > 0 \(--gamma, or y == 1 in AGAD.fit\)"):
+        AGAD(label_head=True, epochs=1).fit(digits["normal"])
