@@ -341,3 +341,51 @@ def test_recompute_bn_statistics_rejects_bad_input():
         recompute_bn_statistics(bn, [torch.zeros(2, 2, 1, 1)], anomaly_weight=1.5)
     with pytest.raises(ValueError, match="at least one batch"):
         recompute_bn_statistics(bn, [])
+
+
+# ------------------------------------------------------------------ candidates against late collapses
+def _trainer(**kw) -> AGADTrainer:
+    from agad.methods import get_method
+
+    cfg = TrainConfig(device="cpu", precision="fp32", batch_size=32, **kw)
+    nets = get_method("agad").build(cfg, 1, 32)
+    return AGADTrainer(cfg, nets.G, nets.D)
+
+
+def test_a_cap_above_every_distance_changes_nothing_and_a_low_one_bounds_the_push(mnist_split):
+    x = torch.from_numpy(mnist_split.x_normal[:64])
+    runs = {cap: _trainer(epochs=2, adcon_cap=cap) for cap in (0.0, 2.0, 0.05)}
+    for tr in runs.values():
+        tr.fit(x, progress=False)
+    # images lie in [-1, 1]: no per-image distance exceeds 2, so cap 2 is the unbounded term bit for bit
+    assert [{k: v for k, v in r.items() if k != "seconds"} for r in runs[2.0].history] == [
+        {k: v for k, v in r.items() if k != "seconds"} for r in runs[0.0].history]
+    assert all(r["G/adcon"] >= -0.05 - 1e-6 for r in runs[0.05].history)
+    assert any(r["G/adcon"] < -0.05 for r in runs[0.0].history)  # uncapped, the distance passes 0.05
+
+
+def test_spectral_norm_bounds_every_conv_of_d_and_leaves_g_alone(mnist_split):
+    plain, sn = _trainer(epochs=1), _trainer(epochs=1, d_spectral_norm=True)
+    for a, b in zip(plain.G.state_dict().values(), sn.G.state_dict().values()):
+        assert torch.equal(a, b)  # the same initial generator
+    sn.fit(torch.from_numpy(mnist_split.x_normal[:64]), progress=False)
+    convs = [m for m in sn.D.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert convs and all(torch.nn.utils.parametrize.is_parametrized(m, "weight") for m in convs)
+    sn.D.eval()
+    with torch.no_grad():
+        sigmas = [torch.linalg.matrix_norm(m.weight.flatten(1), ord=2).item() for m in convs]
+    assert max(sigmas) < 1.05  # one power iteration per training forward: close to 1 from above or below
+    assert not any(torch.nn.utils.parametrize.is_parametrized(m, "weight") for m in plain.D.modules()
+                   if isinstance(m, torch.nn.Conv2d))
+
+
+def test_spectral_norm_survives_the_discriminator_reset():
+    from agad.nets import init_weights
+
+    tr = _trainer(epochs=1, d_spectral_norm=True)
+    conv = tr.D.features[0][0]
+    before = conv.parametrizations.weight.original.clone()
+    torch.manual_seed(1)
+    init_weights(tr.D)  # what a reset does: the kept tensor is drawn again, the parametrisation stays
+    assert not torch.equal(before, conv.parametrizations.weight.original)
+    assert torch.nn.utils.parametrize.is_parametrized(conv, "weight")

@@ -108,11 +108,15 @@ class TrainConfig:
     w_adv: float = 1.0
     w_con: float = 50.0
     w_adcon: float = 15.0
+    # > 0: each image's pseudo-anomaly distance |x̂ - x̂₂| counts up to this value only, so the C.A. push
+    # stops there (0: unbounded, the paper's)
+    adcon_cap: float = 0.0
     w_lat: float = 5.0
     ca: bool = True  # contextual adversarial term on normal images; False is the paper's "w/o C.A." ablation
     anomaly_distance: str = "input"  # d_a = |x - G(x)| ("input") or |x̂ - G(x̂)| ("pseudo", Algorithm 1 read literally)
     eps: float = 1e-3  # keeps the reciprocal terms finite
     delta: float = 1e-5  # re-initialise D when its loss falls below this (GANomaly's trick)
+    d_spectral_norm: bool = False  # spectral normalisation of D's convolutions (AGAD's D only)
     # with labelled anomalies: train a small classifier (normal vs labelled anomaly) beside G and add its
     # logit to the score, each part standardised on normal training images (held-out ones when there are)
     label_head: bool = False
@@ -179,6 +183,9 @@ class TrainConfig:
         if self.select_epoch in HELD_OUT_RULES and self.resolved_val_fraction() <= 0:
             raise AgadError(f"select_epoch '{self.select_epoch}' scores held-out normal training images: "
                             "set val_fraction > 0 (e.g. --val-fraction 0.1)")
+        if self.d_spectral_norm and self.method != "agad":
+            raise AgadError(f"d_spectral_norm changes AGAD's discriminator; method {self.method} builds its own: "
+                            "drop --d-spectral-norm or use --method agad")
         if self.label_head and self.method != "agad":
             raise AgadError(f"label_head adds a classifier to AGAD's score; method {self.method} has its own "
                             "score: drop --label-head or use --method agad")
@@ -423,12 +430,16 @@ OPTIONS: dict[str, Option] = {
     "w_adv": _o("float", "λadv, weight of the adversarial term", "loss", **_POS),
     "w_con": _o("float", "λcon, weight of the reconstruction term", "loss", **_POS),
     "w_adcon": _o("float", "λadcon, weight of the contextual adversarial (pseudo-anomaly) term", "loss", **_POS),
+    "adcon_cap": _o("float", "the C.A. term counts each image's |x̂ - x̂₂| up to this value (0: unbounded, "
+                    "the paper's)", "loss", lo=0, hi=2),
     "w_lat": _o("float", "λlat, weight of the latent term", "loss", **_POS),
     "ca": _o("bool", "the contextual adversarial term; --no-ca is the paper's 'w/o C.A.' ablation", "loss"),
     "anomaly_distance": _o("choice", "labelled-anomaly distance: input |x-G(x)| or pseudo |x̂-G(x̂)|", "loss",
                            choices=ANOMALY_DISTANCES),
     "eps": _o("float", "epsilon of the reciprocal terms", "loss", lo=0, hi=1, lo_open=True),
     "delta": _o("float", "re-initialise D when its loss falls below this", "loss", **_POS),
+    "d_spectral_norm": _o("bool", "spectral normalisation of D's convolutions (Miyato et al. 2018): bounds how "
+                          "sharply D can change", "loss"),
     "label_head": _o("bool", "with labelled anomalies: add a small classifier's logit (normal vs labelled "
                      "anomaly, trained beside G) to the score, both standardised on normal training images",
                      "loss"),

@@ -33,12 +33,20 @@ def latent_loss(z: Tensor, z_hat: Tensor) -> Tensor:
     return (z.float() - z_hat.float()).pow(2).mean()
 
 
-def contextual_adversarial_loss(x_hat: Tensor, x_hat2: Tensor) -> Tensor:
+def contextual_adversarial_loss(x_hat: Tensor, x_hat2: Tensor, cap: float = 0.0) -> Tensor:
     """The pseudo-anomaly term (paper's "contextual adversarial information"): ``-|x̂ - x̂₂|_1``.
 
-    Minimising it *raises* the reconstruction error of the pseudo-anomaly x̂₂ = G(x̂).
+    Minimising it *raises* the reconstruction error of the pseudo-anomaly x̂₂ = G(x̂). With ``cap`` > 0 each
+    image's distance counts up to ``cap`` only, so the push stops there (0: unbounded, the paper's).
+
+    >>> x = torch.zeros(2, 1, 2, 2); x2 = torch.tensor([0.5, 1.5]).view(2, 1, 1, 1).expand(2, 1, 2, 2)
+    >>> float(contextual_adversarial_loss(x, x2)), float(contextual_adversarial_loss(x, x2, cap=1.0))
+    (-1.0, -0.75)
     """
-    return -(x_hat.float() - x_hat2.float()).abs().flatten(1).mean(1).mean()  # per image, then over the batch
+    d = (x_hat.float() - x_hat2.float()).abs().flatten(1).mean(1)  # per image
+    if cap > 0:
+        d = d.clamp(max=cap)
+    return -d.mean()
 
 
 def generator_normal_loss(
@@ -54,10 +62,12 @@ def generator_normal_loss(
     w_adcon: float = 15.0,
     w_lat: float = 5.0,
     eps: float = 1e-3,
+    adcon_cap: float = 0.0,
 ) -> dict[str, Tensor]:
     """Algorithm 1, line 6: L_g on normal images.
 
-    ``x_hat2`` may be None when ``w_adcon`` is 0 (the "w/o C.A." ablation skips the pass).
+    ``x_hat2`` may be None when ``w_adcon`` is 0 (the "w/o C.A." ablation skips the pass). ``adcon_cap``:
+    see :func:`contextual_adversarial_loss`.
     """
     terms = {
         "adv": adversarial_loss(fake_logits, 1.0),
@@ -65,7 +75,7 @@ def generator_normal_loss(
         "lat": latent_loss(z, z_hat),
     }
     if x_hat2 is not None:
-        terms["adcon"] = contextual_adversarial_loss(x_hat, x_hat2)
+        terms["adcon"] = contextual_adversarial_loss(x_hat, x_hat2, adcon_cap)
     else:
         terms["adcon"] = x_hat.new_zeros((), dtype=torch.float32)
     terms["total"] = w_adv * terms["adv"] + w_con * terms["con"] + w_adcon * terms["adcon"] + w_lat * terms["lat"]

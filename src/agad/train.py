@@ -211,6 +211,7 @@ class AGADTrainer:
             g_terms = losses.generator_normal_loss(
                 fake_logits=fake_logits, x=x_n, x_hat=x_hat, x_hat2=x_hat2, z=z.detach(), z_hat=z_hat,
                 w_adv=cfg.w_adv, w_con=cfg.w_con, w_adcon=w_adcon, w_lat=cfg.w_lat, eps=cfg.eps,
+                adcon_cap=cfg.adcon_cap,
             )
             # D sees x̂ as it was before G's update; autograd.grad below keeps G out of D's gradient.
             d_loss = losses.discriminator_loss(real_logits=real_logits, fake_logits=fake_logits)

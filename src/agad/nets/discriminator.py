@@ -29,6 +29,7 @@ like ``nn.BatchNorm2d`` but let ``frozen_bn(D)`` work if a caller wants it.
 from __future__ import annotations
 
 from torch import Tensor, nn
+from torch.nn.utils import parametrizations
 
 from ._common import check_image_args, check_input, next_power_of_two, pad_to
 from .init import init_weights
@@ -54,12 +55,14 @@ class Discriminator(nn.Module):
         in_channels: image channels C.
         image_size: S, 16..1024; non-powers of two are padded to the next one.
         ndf: width of the first block (64).
+        spectral_norm: divide every conv weight by its largest singular value (Miyato et al. 2018, one power
+            iteration per training forward), which bounds how sharply D's output can change with its input.
 
     Attributes:
         feature_shape: (channels, height, width) of z.
     """
 
-    def __init__(self, *, in_channels: int, image_size: int, ndf: int = 64):
+    def __init__(self, *, in_channels: int, image_size: int, ndf: int = 64, spectral_norm: bool = False):
         super().__init__()
         self.in_channels, self.image_size = check_image_args(in_channels, image_size)
         self.work_size = next_power_of_two(self.image_size)
@@ -74,6 +77,10 @@ class Discriminator(nn.Module):
         layers.append(nn.Conv2d(ch, 1, 4, 1, 0, bias=False))  # (B, 1, 1, 1)
         self.classifier = nn.Sequential(*layers)
         init_weights(self)
+        if spectral_norm:
+            for m in list(self.modules()):
+                if isinstance(m, nn.Conv2d):
+                    parametrizations.spectral_norm(m)
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
         check_input(x, self.in_channels, self.image_size)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import torch
 from torch import nn
+from torch.nn.utils import parametrize
 from torch.nn.modules.batchnorm import _BatchNorm
 from torch.nn.modules.conv import _ConvNd
 
@@ -31,7 +32,9 @@ def init_weights(module: nn.Module) -> nn.Module:
     """
     for m in module.modules():
         if isinstance(m, _ConvNd):
-            m.weight.normal_(0.0, CONV_STD)
+            # a parametrised weight (e.g. spectral norm) is computed from the tensor it keeps: initialise that
+            weight = m.parametrizations.weight.original if parametrize.is_parametrized(m, "weight") else m.weight
+            weight.normal_(0.0, CONV_STD)
             if m.bias is not None:
                 m.bias.zero_()
         elif isinstance(m, (_BatchNorm, nn.GroupNorm)) and m.affine:
