@@ -46,6 +46,7 @@ def test_the_rule_needs_every_run_above_the_floor_and_close_seeds():
     assert loose == {"A": True, "B": False}
     steady = {s["candidate"]: s for s in summarise(rows, floor=80, max_gap=5, max_spread=1.0)}
     assert steady["A"]["largest_spread"] == 1.0 and not steady["A"]["eligible"]  # 1.0 is not below 1.0
+    assert steady["A"]["steady_runs"] == 4 and steady["B"]["steady_runs"] == 2  # spread below 2
 
 
 def test_rows_read_the_kept_epoch_and_tell_draws_of_labelled_anomalies_apart(tmp_path):
@@ -68,7 +69,7 @@ def test_cli_writes_the_table_and_names_a_folder_without_runs(tmp_path, capsys):
     _run(tmp_path / "runs", "a0", [0.9], normal_class=0, seed=0)
     assert main(["bench", "validation", str(tmp_path / "runs"), "--out", str(tmp_path / "v.md")]) == 0
     text = (tmp_path / "v.md").read_text()
-    assert "| default | 1 | 90.00 | 90.0 | 0.0 | 0.0 | yes |" in text and text.startswith("<!-- agad bench validation")
+    assert "| default | 1 | 90.00 | 90.0 | 0.0 | 0.0 | 1 / 1 | yes |" in text and text.startswith("<!-- agad bench validation")
     assert main(["bench", "validation", str(tmp_path / "empty"), "--out", str(tmp_path / "w.md")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "no run with config.json" in err[0] and not (tmp_path / "w.md").exists()

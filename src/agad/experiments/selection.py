@@ -27,6 +27,7 @@ from ..errors import AgadError
 from ..rundir import CONFIG_FILE, HISTORY_FILE, atomic_write_text
 from .stats import last_half_spread
 
+STEADY_SPREAD = 2.0  # a run whose last-half spread is below this counts as steady
 SETTING_FIELDS = ("gamma", "known_classes")  # with the normal class: the setting a run measures
 IDENTITY_SKIP = RUNTIME_FIELDS | {"normal_class", "seed", "extra", "data", *SETTING_FIELDS}
 
@@ -42,7 +43,9 @@ def _runs(roots: Iterable[str | Path]) -> list[Path]:
 
 def _labels(cfgs: list[dict[str, Any]]) -> list[str]:
     """Each run's candidate: the options that vary between the runs, where this run leaves the default."""
-    defaults = {**REMOVED_OPTIONS, **TrainConfig().resolved().to_dict()}  # an option since removed: its kept value
+    # a record without an option (older, or written after it went) had its default (or its kept value)
+    defaults = {**REMOVED_OPTIONS, **TrainConfig().resolved().to_dict()}
+    cfgs = [{**defaults, **c} for c in cfgs]
     keys = {k for c in cfgs for k in c if k not in IDENTITY_SKIP}
     varying = sorted(k for k in keys if len({json.dumps(c.get(k), sort_keys=True) for c in cfgs}) > 1)
     return [", ".join(f"{k}={c.get(k)}" for k in varying if c.get(k) != defaults.get(k)) or "default" for c in cfgs]
@@ -85,8 +88,9 @@ def summarise(rows: list[dict[str, Any]], *, floor: float, max_gap: float,
         low = min(r["val"] for r in rs)
         spread = max(r["spread"] for r in rs)
         steady = max_spread is None or spread < max_spread
+        n_steady = sum(r["spread"] < STEADY_SPREAD for r in rs)
         out.append({"candidate": name, "runs": len(rs), "mean": sum(r["val"] for r in rs) / len(rs), "lowest": low,
-                    "largest_seed_gap": gap, "largest_spread": spread,
+                    "largest_seed_gap": gap, "largest_spread": spread, "steady_runs": n_steady,
                     "eligible": low >= floor and gap <= max_gap and steady,
                     "per_class": {c: v for c, v in sorted(per_class.items(), key=lambda kv: str(kv[0]))}})
     return sorted(out, key=lambda s: -s["mean"])
@@ -103,12 +107,13 @@ def validation_table(roots: Iterable[str | Path], out: str | Path, *, command: s
     lines = [f"<!-- {command} -->", "",
              "Validation AUROC (%) at the kept epoch (the last one unless a held-out rule keeps another), from each "
              f"run's history (no test score read). Eligible: {rule}.", "",
-             "| candidate | runs | mean | lowest | largest seed gap | largest spread | eligible | per setting (seeds) |",
-             "|---|---|---|---|---|---|---|---|"]
+             f"| candidate | runs | mean | lowest | largest seed gap | largest spread | spread < {STEADY_SPREAD:g} | "
+             "eligible | per setting (seeds) |", "|---|---|---|---|---|---|---|---|---|"]
     for s in summary:
         per = "; ".join(f"{c}: {' / '.join(f'{v:.1f}' for v in vs)}" for c, vs in s["per_class"].items())
         lines.append(f"| {s['candidate']} | {s['runs']} | {s['mean']:.2f} | {s['lowest']:.1f} | "
-                     f"{s['largest_seed_gap']:.1f} | {s['largest_spread']:.1f} | {'yes' if s['eligible'] else 'no'} "
+                     f"{s['largest_seed_gap']:.1f} | {s['largest_spread']:.1f} | {s['steady_runs']} / {s['runs']} | "
+                     f"{'yes' if s['eligible'] else 'no'} "
                      f"| {per} |")
     lines += ["", "| run | candidate | setting | seed | steps | kept epoch | validation AUROC (kept) | "
               "at the last epoch | last-half spread |", "|---|---|---|---|---|---|---|---|---|"]
