@@ -425,7 +425,8 @@ def test_grid_builders_for_every_table():
 
 
 def test_run_name_is_stable_and_readable():
-    cfg = TrainConfig(data="fashion-mnist", normal_class=3, gamma=0.05, epochs=15)  # the budget of stored runs
+    # the budget, discriminator and C.A. push of stored runs
+    cfg = TrainConfig(data="fashion-mnist", normal_class=3, gamma=0.05, epochs=15, d_spectral_norm=False, adcon_cap=0.0)
     # pinned: changing them orphans every stored run. The paper-literal recipe (shared BN, no EMA, every
     # normal image trained on, the last epoch) and the AdvProp + EMA recipe without a hold-out keep their
     # names whatever TrainConfig's defaults are; the default at gamma > 0 (10% held out, the val-ratio
@@ -462,7 +463,7 @@ def test_unet_style_builds_skip_ganomalys_own_unet_and_keeps_older_run_names():
     def generator(cfg: TrainConfig):
         return get_method(cfg.method).build(cfg, 1, 32).G
 
-    unet = TrainConfig(data="fashion-mnist", backbone="unet", epochs=15)  # the budget of stored runs
+    unet = TrainConfig(data="fashion-mnist", backbone="unet", epochs=15, d_spectral_norm=False, adcon_cap=0.0)  # stored runs
     skip = TrainConfig(data="fashion-mnist", method="skip-ganomaly", backbone="unet", epochs=15)
     # AGAD's unet backbone is Zhou's U-Net; its name carries no style (pinned: changing it orphans stored runs)
     assert unet.resolved().unet_style == "zhou"
@@ -508,7 +509,8 @@ def test_cli_bench_takes_a_recipe_under_set_values(tmp_path, capsys, monkeypatch
                  "--epochs", "2", "--table-only", "--out", str(tmp_path)])
     assert code == 0, capsys.readouterr().err
     # the recipe's values, then --set over them
-    assert seen["overrides"] == {"advprop": False, "ema_decay": 0.5, "val_fraction": 0.0, "epochs": 15}
+    assert seen["overrides"] == {"advprop": False, "ema_decay": 0.5, "val_fraction": 0.0, "epochs": 15,
+                                 "d_spectral_norm": False, "adcon_cap": 0.0}
     assert (seen["table"], seen["data"], seen["epochs"], seen["table_only"]) == ("table1", "mnist-sample", 2, True)
     # the command recorded with the table re-runs the same grid
     assert "--recipe paper" in seen["command"] and "--set ema_decay=0.5" in seen["command"]

@@ -25,13 +25,15 @@ REPO = Path(__file__).resolve().parents[1]
 PLAN_FILES = sorted((REPO / "plans").glob("*.toml"))
 # the TrainConfig fields a recipe may set (the stable ones)
 RECIPE_FIELDS = {"advprop", "ema_decay", "val_fraction", "ca", "select_epoch", "epochs", "batch_size",
-                 "freeze_bn_anomalies", "anomaly_distance", "w_adv", "w_con", "w_adcon", "w_lat"}
+                 "freeze_bn_anomalies", "anomaly_distance", "w_adv", "w_con", "w_adcon", "w_lat", "d_spectral_norm",
+                 "adcon_cap"}
+OLD_D = {"d_spectral_norm": False, "adcon_cap": 0.0}  # the discriminator and C.A. push of the archived runs
 # plans whose runs are all in docs/runs, with the `agad bench` grid each table was first built with
 ARCHIVED = {
     "fmnist-table4-gamma003": ("table4", "fashion-mnist", dict(gammas=[0.03], backbone="naive"),
-                               {"track_test_auroc": True, "epochs": 15}),
+                               {"track_test_auroc": True, "epochs": 15, **OLD_D}),
     "fmnist-table4-gamma001-no-ca": ("table2", "fashion-mnist", dict(gammas=[0.01]),
-                                    {"ca": False, "track_test_auroc": True, "epochs": 15}),
+                                    {"ca": False, "track_test_auroc": True, "epochs": 15, **OLD_D}),
     "mnist-sample-table1-ganomaly": ("table1", "mnist-sample", dict(seeds=[0, 1, 2], method="ganomaly"),
                                      {"track_test_auroc": True, "epochs": 15}),
 }
@@ -86,7 +88,8 @@ def test_every_recipe_builds_a_valid_config_from_stable_fields(name):
 
 def test_recipes_hold_their_documented_values():
     assert recipe("default") == {} and TrainConfig(**recipe("default")) == TrainConfig()
-    assert recipe("paper") == {"advprop": False, "ema_decay": 0.0, "val_fraction": 0.0, "epochs": 15}
+    assert recipe("paper") == {"advprop": False, "ema_decay": 0.0, "val_fraction": 0.0, "epochs": 15,
+                               "d_spectral_norm": False, "adcon_cap": 0.0}
     assert recipe("no-ca") == {"ca": False}
     r = recipe("paper")
     r["advprop"] = True  # a caller's change never reaches the next caller

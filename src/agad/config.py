@@ -53,6 +53,9 @@ LOGGERS = ("none", "tensorboard")
 # Options that lost their selection. A run record written before they went still loads when it used the
 # value below (the behaviour that remains); any other value names the option. docs/DECISIONS.md says what
 # each was and why it went.
+# Options whose default changed after runs were recorded without them: a run record (config.json) that lacks
+# the key was trained with this value (TrainConfig.from_dict(..., record=True)).
+RECORD_DEFAULTS: dict[str, Any] = {"d_spectral_norm": False, "adcon_cap": 0.0}
 REMOVED_OPTIONS: dict[str, Any] = {
     "detach_pseudo": False,
     "adcon_form": "linear",
@@ -109,14 +112,15 @@ class TrainConfig:
     w_con: float = 50.0
     w_adcon: float = 15.0
     # > 0: each image's pseudo-anomaly distance |x̂ - x̂₂| counts up to this value only, so the C.A. push
-    # stops there (0: unbounded, the paper's)
-    adcon_cap: float = 0.0
+    # stops there (0: unbounded, the paper's); with d_spectral_norm, chosen against mid-training collapses
+    # on validation data (docs/STABILITY.md)
+    adcon_cap: float = 1.0
     w_lat: float = 5.0
     ca: bool = True  # contextual adversarial term on normal images; False is the paper's "w/o C.A." ablation
     anomaly_distance: str = "input"  # d_a = |x - G(x)| ("input") or |x̂ - G(x̂)| ("pseudo", Algorithm 1 read literally)
     eps: float = 1e-3  # keeps the reciprocal terms finite
     delta: float = 1e-5  # re-initialise D when its loss falls below this (GANomaly's trick)
-    d_spectral_norm: bool = False  # spectral normalisation of D's convolutions (AGAD's D only)
+    d_spectral_norm: bool = True  # spectral normalisation of AGAD's D (False: the paper's plain convolutions)
     # with labelled anomalies: train a small classifier (normal vs labelled anomaly) beside G and add its
     # logit to the score, each part standardised on normal training images (held-out ones when there are)
     label_head: bool = False
@@ -183,9 +187,6 @@ class TrainConfig:
         if self.select_epoch in HELD_OUT_RULES and self.resolved_val_fraction() <= 0:
             raise AgadError(f"select_epoch '{self.select_epoch}' scores held-out normal training images: "
                             "set val_fraction > 0 (e.g. --val-fraction 0.1)")
-        if self.d_spectral_norm and self.method != "agad":
-            raise AgadError(f"d_spectral_norm changes AGAD's discriminator; method {self.method} builds its own: "
-                            "drop --d-spectral-norm or use --method agad")
         if self.label_head and self.method != "agad":
             raise AgadError(f"label_head adds a classifier to AGAD's score; method {self.method} has its own "
                             "score: drop --label-head or use --method agad")
@@ -203,18 +204,23 @@ class TrainConfig:
         return tuple(f.name for f in dataclasses.fields(cls))
 
     @classmethod
-    def from_dict(cls, values: dict[str, Any], *, source: str = "config") -> "TrainConfig":
+    def from_dict(cls, values: dict[str, Any], *, source: str = "config", record: bool = False) -> "TrainConfig":
         """Build a config, rejecting keys it does not know (a typo must not pass silently).
 
         Keys of :data:`REMOVED_OPTIONS` are accepted at the value that remains the behaviour, so records
-        written before an option went still load:
+        written before an option went still load. With ``record`` (a run's config.json), a key of
+        :data:`RECORD_DEFAULTS` that is missing takes the value runs had before its default changed:
 
         >>> TrainConfig.from_dict({"epochs": 2, "grad_clip": 0.0}).epochs
         2
+        >>> TrainConfig.from_dict({}, record=True).d_spectral_norm, TrainConfig.from_dict({}).d_spectral_norm
+        (False, True)
         """
         if not isinstance(values, dict):
             raise AgadError(f"{source}: the config must be a table of options, got {type(values).__name__}")
         values = dict(values)
+        if record:
+            values = {**RECORD_DEFAULTS, **values}
         for name, kept in REMOVED_OPTIONS.items():
             if name in values:
                 value = values.pop(name)
@@ -438,8 +444,8 @@ OPTIONS: dict[str, Option] = {
                            choices=ANOMALY_DISTANCES),
     "eps": _o("float", "epsilon of the reciprocal terms", "loss", lo=0, hi=1, lo_open=True),
     "delta": _o("float", "re-initialise D when its loss falls below this", "loss", **_POS),
-    "d_spectral_norm": _o("bool", "spectral normalisation of D's convolutions (Miyato et al. 2018): bounds how "
-                          "sharply D can change", "loss"),
+    "d_spectral_norm": _o("bool", "spectral normalisation of AGAD's D (Miyato et al. 2018): bounds how sharply "
+                          "D can change (--no-d-spectral-norm: the paper's D)", "loss"),
     "label_head": _o("bool", "with labelled anomalies: add a small classifier's logit (normal vs labelled "
                      "anomaly, trained beside G) to the score, both standardised on normal training images",
                      "loss"),

@@ -807,7 +807,7 @@ def load_config(run_dir: str | os.PathLike):
 
     path = Path(run_dir) / CONFIG_FILE
     holder: list = []
-    read_record(run_dir, validate_config=lambda c: holder.append(TrainConfig.from_dict(c, source=_shown(path))))
+    read_record(run_dir, validate_config=lambda c: holder.append(TrainConfig.from_dict(c, source=_shown(path), record=True)))
     return holder[0]
 
 

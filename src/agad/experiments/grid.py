@@ -68,7 +68,8 @@ STDERR_TAIL = 2000
 # shown in its row labels (so a change of AGAD's defaults does not orphan baseline runs). The baselines
 # score with G itself.
 AGAD_ONLY = frozenset({"ca", "advprop", "freeze_bn_anomalies", "track_bn_anomalies", "track_bn_pseudo",
-                       "scoring_bn", "scoring_bn_anomaly_weight", "anomaly_distance", "w_adcon", "ema_decay"})
+                       "scoring_bn", "scoring_bn_anomaly_weight", "anomaly_distance", "w_adcon", "ema_decay",
+                       "adcon_cap", "d_spectral_norm", "label_head"})
 
 # Table defaults: the gammas of the paper's columns.
 GAMMAS_T2 = (0.0, 0.01, 0.05, 0.1, 0.2)
@@ -96,7 +97,8 @@ def _field_types() -> dict[str, Any]:
 
 # Run names were first built against these values; later changes of TrainConfig's defaults must not
 # rename existing runs (the stability defaults changed after the first grids ran).
-NAME_BASELINE_OVERRIDES = {"ema_decay": 0.0, "advprop": False, "min_steps": 0}
+NAME_BASELINE_OVERRIDES = {"ema_decay": 0.0, "advprop": False, "min_steps": 0, "d_spectral_norm": False,
+                           "adcon_cap": 0.0}
 
 
 def _defaults() -> dict[str, Any]:
@@ -131,7 +133,7 @@ def canonical_config(cfg: TrainConfig) -> dict[str, Any]:
 def config_differences(recorded: dict[str, Any], cfg: TrainConfig) -> list[str]:
     """Fields (runtime ones aside) where a run's recorded config differs from ``cfg``; ["config"] if unreadable."""
     try:
-        theirs = canonical_config(TrainConfig.from_dict(recorded))
+        theirs = canonical_config(TrainConfig.from_dict(recorded, record=True))
     except (AgadError, TypeError):
         return ["config (unreadable with this version)"]
     ours = canonical_config(cfg)
@@ -156,8 +158,8 @@ def run_name(cfg: TrainConfig) -> str:
     ``<data>/<method>[-<backbone>]/c<class>-g<gamma>-s<seed>[-noca][-ap][-fz][-k<n>][-oa]-<hash>``;
     the hash (:func:`config_key`) tells apart runs that differ in any other option (epochs, lr, ...).
 
-    >>> run_name(TrainConfig(data="fashion-mnist", normal_class=3, gamma=0.05, epochs=15))
-    'fashion-mnist/agad-naive/c3-g0.05-s0-ap-097aa531'
+    >>> run_name(TrainConfig(data="fashion-mnist", normal_class=3, gamma=0.05))
+    'fashion-mnist/agad-naive/c3-g0.05-s0-ap-a72f2285'
     """
     model = f"agad-{cfg.backbone}" if cfg.method == "agad" else cfg.method
     parts = [f"c{cfg.normal_class}", f"g{float(cfg.gamma):g}", f"s{cfg.seed}"]

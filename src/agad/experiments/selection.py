@@ -22,7 +22,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any, Iterable
 
-from ..config import REMOVED_OPTIONS, RUNTIME_FIELDS, TrainConfig
+from ..config import RECORD_DEFAULTS, REMOVED_OPTIONS, RUNTIME_FIELDS, TrainConfig
 from ..errors import AgadError
 from ..rundir import CONFIG_FILE, HISTORY_FILE, atomic_write_text
 from .stats import last_half_spread
@@ -45,7 +45,7 @@ def _labels(cfgs: list[dict[str, Any]]) -> list[str]:
     """Each run's candidate: the options that vary between the runs, where this run leaves the default."""
     # a record without an option (older, or written after it went) had its default (or its kept value)
     defaults = {**REMOVED_OPTIONS, **TrainConfig().resolved().to_dict()}
-    cfgs = [{**defaults, **c} for c in cfgs]
+    cfgs = [{**defaults, **RECORD_DEFAULTS, **c} for c in cfgs]
     keys = {k for c in cfgs for k in c if k not in IDENTITY_SKIP}
     varying = sorted(k for k in keys if len({json.dumps(c.get(k), sort_keys=True) for c in cfgs}) > 1)
     return [", ".join(f"{k}={c.get(k)}" for k in varying if c.get(k) != defaults.get(k)) or "default" for c in cfgs]

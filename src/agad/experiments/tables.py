@@ -109,7 +109,7 @@ def normalised_config(recorded: dict[str, Any]) -> dict[str, Any]:
     (None, 'auto')
     """
     try:
-        cfg = TrainConfig.from_dict(recorded)
+        cfg = TrainConfig.from_dict(recorded, record=True)
     except (AgadError, TypeError, ValueError):
         return recorded
     out = cfg.resolved().to_dict()
