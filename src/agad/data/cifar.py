@@ -109,7 +109,7 @@ def _unpickle(data: bytes, source: str) -> dict:
         raise
     except Exception as exc:  # pickle raises many types for damaged input
         raise DataError(
-            f"{source} is not a readable CIFAR pickle ({type(exc).__name__}: {exc}); "
+            f"{source} is not a readable CIFAR pickle ({type(exc).__name__}: {' '.join(str(exc).split())}); "
             "replace it with the official archive"
         ) from None
     if not isinstance(obj, dict):

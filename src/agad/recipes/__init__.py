@@ -12,7 +12,7 @@ TrainConfig's default. The shipped recipes:
 >>> RECIPES
 ('default', 'no-ca', 'paper')
 >>> recipe("paper")
-{'advprop': False, 'ema_decay': 0.0, 'val_fraction': 0.0, 'epochs': 15}
+{'advprop': False, 'ema_decay': 0.0, 'val_fraction': 0.0, 'epochs': 15, 'd_spectral_norm': False, 'adcon_cap': 0.0}
 >>> TrainConfig(**recipe("no-ca")).ca
 False
 
