@@ -289,16 +289,18 @@ def test_curve_section_reports_last_epoch_and_last_half_spread_from_handmade_his
         return [{"epoch": i + 1, "test/auroc": a} for i, a in enumerate(curve)]
 
     # class 0 keeps a good epoch (headline 0.90) but ends at 0.75 after swinging 0.70-0.80 in its last half;
-    # class 1 ends steady (last half 0.90-0.91)
+    # class 1 ends steady (last half 0.90-0.91); class 2 swings (last half 0.80-0.88) but ends on its headline
     a = _fake_run(tmp_path, 0.90, gamma=0.05, normal_class=0, history=hist([0.5, 0.9, 0.8, 0.7, 0.75]))
     b = _fake_run(tmp_path, 0.91, gamma=0.05, normal_class=1, history=hist([0.8, 0.9, 0.9, 0.91]))
-    text = render_markdown(build_table("table2", [a, b]), "cmd")
+    c = _fake_run(tmp_path, 0.88, gamma=0.05, normal_class=2, history=hist([0.5, 0.9, 0.8, 0.88]))
+    text = render_markdown(build_table("table2", [a, b, c]), "cmd")
     curves = text.split("## Training curves (diagnostic: test AUROC per epoch, chooses nothing)")[1]
     row = next(line for line in curves.splitlines() if line.startswith("| all runs"))
-    assert row == "| all runs | 75.0 (10.0) | 91.0 (1.0) | 83.00 | 1/2 |"
+    # runs with a last-half spread under 2: class 1; last epoch within 2 of the headline: classes 1 and 2
+    assert row == "| all runs | 75.0 (10.0) | 91.0 (1.0) | 88.0 (8.0) | 84.67 | 1/3 | 2/3 |"
     # runs without a tracked curve get no such section
-    c = _fake_run(tmp_path / "untracked", 0.9, normal_class=0)
-    assert "Training curves" not in render_markdown(build_table("table1", [c]), "cmd")
+    d = _fake_run(tmp_path / "untracked", 0.9, normal_class=0)
+    assert "Training curves" not in render_markdown(build_table("table1", [d]), "cmd")
 
 
 def test_archive_keeps_what_the_tables_need_and_rebuilds_the_same_table(tmp_path, capsys):

@@ -63,7 +63,8 @@ CURVES_NOTE = (
     "Each cell: the test AUROC (%) at the *last* epoch, and in brackets the curve's spread (max - min of the "
     "per-epoch test AUROC over the last half of training). A small spread means the model does not swing from "
     "epoch to epoch; where the headline keeps another epoch (a label-free rule), the two numbers differ. "
-    "With several seeds: the mean over seeds of each."
+    "With several seeds: the mean over seeds of each. The last two columns count runs: those whose spread is "
+    "under 2 points, and those whose last epoch scores within 2 points of the headline (the kept epoch)."
 )
 STEADY_SPREAD = 2.0  # the steadiness target: a last-half spread under 2 points
 
@@ -387,12 +388,13 @@ def render_markdown(t: Table, command: str) -> str:
 
     if t.has_best_epoch:
         lines += ["", f"## {CURVES_TITLE}", "", CURVES_NOTE, ""]
-        ch = ["variant"] + [str(c) for c in t.classes] + ["mean (last epoch)", f"classes with spread < {STEADY_SPREAD:g}"]
+        ch = ["variant"] + [str(c) for c in t.classes] + ["mean (last epoch)", f"runs with spread < {STEADY_SPREAD:g}",
+                                                          f"runs with last epoch within {STEADY_SPREAD:g} of kept"]
         lines += [_md_line(ch), _md_line(["---"] * len(ch))]
         for row in t.rows:
             if not row.curve:
                 continue
-            cells, lasts, steady, n = [row.label], [], 0, 0
+            cells, lasts, steady, held, n = [row.label], [], 0, 0, 0
             for c in t.classes:
                 vals = [v[c] for _, v in sorted(row.curve.items()) if c in v]
                 if not vals:
@@ -402,9 +404,11 @@ def render_markdown(t: Table, command: str) -> str:
                 spread, _ = mean_sd(sp for _, sp in vals)
                 lasts.append(last)
                 steady += sum(sp < STEADY_SPREAD for _, sp in vals)
+                held += sum(abs(v[c][0] - row.by_seed[seed][c]) < STEADY_SPREAD
+                            for seed, v in row.curve.items() if c in v)
                 n += len(vals)
                 cells.append(f"{_f(last)} ({_f(spread)})")
-            cells += [_f(mean_sd(lasts)[0], 2), f"{steady}/{n}"]
+            cells += [_f(mean_sd(lasts)[0], 2), f"{steady}/{n}", f"{held}/{n}"]
             lines.append(_md_line(cells))
 
     if t.missing:
