@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 from safetensors.numpy import load_file
@@ -78,3 +80,35 @@ def test_a_training_step_too_large_for_the_memory_is_refused_before_training(mon
     x = np.zeros((4, 1, 512, 512), np.uint8)
     with pytest.raises(AgadError, match=r"training step of 32 images of 512x512 needs an estimated .*--image-size"):
         pipeline.fit_model(_cfg(epochs=1), x, progress=False)
+
+
+def test_a_grid_continues_a_killed_run_from_its_checkpoint(tmp_path, monkeypatch):
+    from agad.experiments.grid import run_name, run_one
+
+    cfg = _cfg()
+    whole = run_one(cfg, tmp_path / "whole", in_process=True)
+    monkeypatch.setattr(pipeline, "CHECKPOINT_EVERY_S", 0.0)
+    real = pipeline._save_checkpoint
+    epochs = []
+
+    def die_after_epoch_two(path, cfg_, trainer, keeper):
+        real(path, cfg_, trainer, keeper)
+        epochs.append(trainer.epoch)
+        if trainer.epoch == 2:
+            raise Killed
+
+    monkeypatch.setattr(pipeline, "_save_checkpoint", die_after_epoch_two)
+    root = tmp_path / "grid"
+    with pytest.raises(Killed):
+        run_one(cfg, root, in_process=True)
+    assert (staging_path(root / run_name(cfg)) / CHECKPOINT_DIR).is_dir()
+    monkeypatch.setattr(pipeline, "_save_checkpoint", lambda *a: (real(*a), epochs.append(a[2].epoch)))
+    resumed = run_one(cfg, root, in_process=True)  # the grid called again, as after a reboot
+    assert epochs == [1, 2, 3]  # only epoch 3 was trained again
+    a, b = load_file(str(whole / GENERATOR_FILE)), load_file(str(resumed / GENERATOR_FILE))
+    assert a.keys() == b.keys() and all(np.array_equal(a[k], b[k]) for k in a)
+    def metrics(run):  # timings aside
+        return {k: v for k, v in json.loads((run / "metrics.json").read_text()).items() if "seconds" not in k}
+
+    assert metrics(whole) == metrics(resumed) and metrics(whole)["auroc"] is not None
+

@@ -2,7 +2,9 @@
 
 A run lives in ``ROOT/<run_name(cfg)>`` and is complete when its
 ``metrics.json`` exists; a complete run is never recomputed, so a grid can be
-stopped (Ctrl-C, time budget, crash) and called again with the same configs.
+stopped (Ctrl-C, time budget, crash) and called again with the same configs. A
+run killed mid-training continues from the checkpoint in its staging folder
+(``agad train --resume``) and ends as an uninterrupted run would.
 Each run is ``python -m agad train --config TOML --out DIR --no-progress``
 followed by ``python -m agad evaluate DIR``, in subprocesses, so that a crash
 or an out-of-memory kill of one run only records a line in
@@ -54,7 +56,7 @@ from typing import Any, Callable, Iterable, Iterator, Sequence
 
 from ..config import BACKBONES, BASELINE_BACKBONES, RUNTIME_FIELDS, TrainConfig
 from ..errors import AgadError
-from ..rundir import CONFIG_FILE, METRICS_FILE
+from ..rundir import CHECKPOINT_DIR, CONFIG_FILE, METRICS_FILE, staging_path
 
 TABLES = ("table1", "table2", "table3", "table4", "table5", "table9", "baselines")
 FAILURES_FILE = "failures.jsonl"
@@ -532,6 +534,9 @@ def _execute_locked(cfg: TrainConfig, root: Path, *, keep_weights: bool, in_proc
             need_train = not (out / "generator.safetensors").is_file()
         force = need_train
     _clean_staging(out)
+    # a run killed mid-training (SIGKILL, a machine shut down) left its staging folder with a checkpoint:
+    # continue from it; a resumed run ends with the weights and scores of an uninterrupted one
+    resume = need_train and (staging_path(out) / CHECKPOINT_DIR).is_dir()
 
     if cfg.num_threads == 0 and num_threads:
         cfg = cfg.replace(num_threads=num_threads)
@@ -546,7 +551,7 @@ def _execute_locked(cfg: TrainConfig, root: Path, *, keep_weights: bool, in_proc
             from ..pipeline import evaluate, train
 
             if need_train:
-                train(cfg, out, progress=False, overwrite=force, figure=False)
+                train(cfg, out, progress=False, overwrite=force, figure=False, resume=resume)
             stage = "evaluate"
             evaluate(out)
         except Exception as exc:  # one run's failure must not stop the grid
@@ -562,6 +567,7 @@ def _execute_locked(cfg: TrainConfig, root: Path, *, keep_weights: bool, in_proc
                     f.write(to_toml(cfg.to_dict()))
                 args = [py, "-m", "agad", "train", "--config", toml_path, "--out", str(out), "--no-progress"]
                 args += ["--force"] if force else []
+                args += ["--resume"] if resume else []
                 rc, so, se = procs.run(args, env, timeout_s)
             finally:
                 Path(toml_path).unlink(missing_ok=True)
