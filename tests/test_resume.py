@@ -24,22 +24,28 @@ class Killed(BaseException):
     """Stands for SIGKILL: nothing of the run's own error handling runs for it."""
 
 
+def _checkpoint_then_die(monkeypatch, *, at_epoch: int):
+    """A checkpoint after every epoch, then Killed once epoch ``at_epoch``'s is written; returns the real
+    checkpoint writer and the list of epochs checkpointed."""
+    monkeypatch.setattr(pipeline, "CHECKPOINT_EVERY_S", 0.0)
+    real, saved = pipeline._save_checkpoint, []
+
+    def save_then_die(path, cfg_, trainer, keeper):
+        real(path, cfg_, trainer, keeper)
+        saved.append(trainer.epoch)
+        if trainer.epoch == at_epoch:
+            raise Killed
+
+    monkeypatch.setattr(pipeline, "_save_checkpoint", save_then_die)
+    return real, saved
+
+
 @pytest.mark.parametrize("gamma", [0.0, 0.05])
 def test_a_run_killed_after_an_epoch_resumes_to_the_same_weights_and_scores(tmp_path, monkeypatch, gamma):
     cfg = _cfg(gamma=gamma)
     whole = pipeline.train(cfg, tmp_path / "whole", progress=False, figure=False)
 
-    monkeypatch.setattr(pipeline, "CHECKPOINT_EVERY_S", 0.0)  # a checkpoint after every epoch
-    real = pipeline._save_checkpoint
-    saved = []
-
-    def save_then_die(path, cfg_, trainer, keeper):
-        real(path, cfg_, trainer, keeper)
-        saved.append(trainer.epoch)
-        if trainer.epoch == 2:
-            raise Killed
-
-    monkeypatch.setattr(pipeline, "_save_checkpoint", save_then_die)
+    real, saved = _checkpoint_then_die(monkeypatch, at_epoch=2)
     out = tmp_path / "resumed"
     with pytest.raises(Killed):
         pipeline.train(cfg, out, progress=False, figure=False)
@@ -87,17 +93,7 @@ def test_a_grid_continues_a_killed_run_from_its_checkpoint(tmp_path, monkeypatch
 
     cfg = _cfg()
     whole = run_one(cfg, tmp_path / "whole", in_process=True)
-    monkeypatch.setattr(pipeline, "CHECKPOINT_EVERY_S", 0.0)
-    real = pipeline._save_checkpoint
-    epochs = []
-
-    def die_after_epoch_two(path, cfg_, trainer, keeper):
-        real(path, cfg_, trainer, keeper)
-        epochs.append(trainer.epoch)
-        if trainer.epoch == 2:
-            raise Killed
-
-    monkeypatch.setattr(pipeline, "_save_checkpoint", die_after_epoch_two)
+    real, epochs = _checkpoint_then_die(monkeypatch, at_epoch=2)
     root = tmp_path / "grid"
     with pytest.raises(Killed):
         run_one(cfg, root, in_process=True)
