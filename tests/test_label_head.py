@@ -125,16 +125,21 @@ def test_a_run_with_a_head_saves_loads_and_exports_alike(pair, digits, tmp_path)
     np.testing.assert_allclose(got["score"], loaded[:5], rtol=1e-4, atol=1e-4)
 
 
-def test_the_head_is_refused_where_it_cannot_learn(digits):
-    with pytest.raises(AgadError, match=r"label_head learns from labelled anomalies: it needs gamma > 0"):
-        TrainConfig(label_head=True)
-    with pytest.raises(AgadError, match="label_head adds a classifier to AGAD's score; method ganomaly"):
-        TrainConfig(label_head=True, method="ganomaly", gamma=0.1)
-    with pytest.raises(AgadError, match="this training set has none"):
+def test_the_head_is_on_by_default_only_where_it_can_learn(digits):
+    from agad.methods import get_method
+
+    # on with labelled anomalies; without them, or for another method, it is recorded (and built) as off
+    assert TrainConfig(gamma=0.05).resolved().label_head
+    assert not TrainConfig().resolved().label_head and not TrainConfig(label_head=True).resolved().label_head
+    assert not TrainConfig(method="cnn", gamma=0.1).resolved().label_head
+    assert label_head_of(get_method("agad").build(TrainConfig(), 1, 32).G) is None
+    assert label_head_of(get_method("agad").build(TrainConfig(gamma=0.05), 1, 32).G) is not None
+    # gamma > 0 promises labelled anomalies: a training set without any is refused, naming the way out
+    with pytest.raises(AgadError, match="this training set has none; add labelled anomalies, or pass --no-label-head"):
         fit_model(TrainConfig(label_head=True, **FAST), digits["normal"], None, progress=False)
 
 
-def test_the_estimator_takes_the_head_and_needs_labels_for_it(digits, tmp_path):
+def test_the_estimator_trains_the_head_with_labels_only(digits, tmp_path):
     from agad import AGAD
 
     X = np.concatenate([digits["normal"], digits["anomalies"]])
@@ -144,5 +149,5 @@ def test_the_estimator_takes_the_head_and_needs_labels_for_it(digits, tmp_path):
     s = est.decision_function(digits["test"])
     est.save(tmp_path / "model")
     np.testing.assert_array_equal(AGAD.load(tmp_path / "model").decision_function(digits["test"]), s)
-    with pytest.raises(AgadError, match=r"needs gamma > 0 \(--gamma, or y == 1 in AGAD.fit\)"):
-        AGAD(label_head=True, epochs=1).fit(digits["normal"])
+    plain = AGAD(label_head=True, epochs=1, batch_size=32, device="cpu", precision="fp32").fit(digits["normal"])
+    assert label_head_of(plain.generator_) is None and not plain.config_.label_head

@@ -50,19 +50,20 @@ def test_the_rule_needs_every_run_above_the_floor_and_close_seeds():
 
 
 def test_rows_read_the_kept_epoch_and_tell_draws_of_labelled_anomalies_apart(tmp_path):
-    _run(tmp_path, "p", [0.9, 0.95, 0.6, 0.5], kept_epoch=2, normal_class=0, seed=0, gamma=0.05)
-    _run(tmp_path, "k", [0.8, 0.82, 0.81, 0.8], kept_epoch=2, normal_class=0, seed=0, gamma=0.05, known_classes=1)
-    _run(tmp_path, "h", [0.8, 0.85, 0.86, 0.87], kept_epoch=4, normal_class=0, seed=0, gamma=0.05, label_head=True)
+    plain = dict(normal_class=0, seed=0, gamma=0.05, label_head=False)
+    _run(tmp_path, "p", [0.9, 0.95, 0.6, 0.5], kept_epoch=2, **plain)
+    _run(tmp_path, "k", [0.8, 0.82, 0.81, 0.8], kept_epoch=2, known_classes=1, **plain)
+    _run(tmp_path, "h", [0.8, 0.85, 0.86, 0.87], kept_epoch=4, normal_class=0, seed=0, gamma=0.05)
     rows = {r["run"]: r for r in validation_rows([tmp_path])}
     assert rows["p"]["val"] == pytest.approx(95.0) and rows["p"]["last"] == pytest.approx(50.0)
     assert rows["p"]["kept"] == 2 and rows["p"]["spread"] == pytest.approx(10.0)
     # the draw is part of the setting, not of the candidate
-    assert rows["p"]["candidate"] == rows["k"]["candidate"] == "default"
-    assert rows["h"]["candidate"] == "label_head=True"
+    assert rows["p"]["candidate"] == rows["k"]["candidate"] == "label_head=False"
+    assert rows["h"]["candidate"] == "default"
     assert rows["p"]["normal_class"] != rows["k"]["normal_class"] and "known_classes=1" in rows["k"]["normal_class"]
     summary = {s["candidate"]: s for s in summarise(list(rows.values()), floor=0, max_gap=100, max_spread=2)}
-    assert summary["default"]["largest_spread"] == pytest.approx(10.0) and not summary["default"]["eligible"]
-    assert summary["label_head=True"]["eligible"]
+    assert summary["label_head=False"]["largest_spread"] == pytest.approx(10.0)
+    assert not summary["label_head=False"]["eligible"] and summary["default"]["eligible"]
 
 
 def test_cli_writes_the_table_and_names_a_folder_without_runs(tmp_path, capsys):

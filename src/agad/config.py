@@ -55,7 +55,7 @@ LOGGERS = ("none", "tensorboard")
 # each was and why it went.
 # Options whose default changed after runs were recorded without them: a run record (config.json) that lacks
 # the key was trained with this value (TrainConfig.from_dict(..., record=True)).
-RECORD_DEFAULTS: dict[str, Any] = {"d_spectral_norm": False, "adcon_cap": 0.0}
+RECORD_DEFAULTS: dict[str, Any] = {"d_spectral_norm": False, "adcon_cap": 0.0, "label_head": False}
 REMOVED_OPTIONS: dict[str, Any] = {
     "detach_pseudo": False,
     "adcon_form": "linear",
@@ -122,8 +122,9 @@ class TrainConfig:
     delta: float = 1e-5  # re-initialise D when its loss falls below this (GANomaly's trick)
     d_spectral_norm: bool = True  # spectral normalisation of AGAD's D (False: the paper's plain convolutions)
     # with labelled anomalies: train a small classifier (normal vs labelled anomaly) beside G and add its
-    # logit to the score, each part standardised on normal training images (held-out ones when there are)
-    label_head: bool = False
+    # logit to the score, each part standardised on normal training images (held-out ones when there are).
+    # No effect without labelled anomalies or for another method (resolved() records False there).
+    label_head: bool = True
 
     # --- normalisation (paper Table 5, and the statistics that score) ---
     # auxiliary BN for the pseudo-anomaly pass G(x̂): its statistics never score (chosen on validation data,
@@ -187,12 +188,6 @@ class TrainConfig:
         if self.select_epoch in HELD_OUT_RULES and self.resolved_val_fraction() <= 0:
             raise AgadError(f"select_epoch '{self.select_epoch}' scores held-out normal training images: "
                             "set val_fraction > 0 (e.g. --val-fraction 0.1)")
-        if self.label_head and self.method != "agad":
-            raise AgadError(f"label_head adds a classifier to AGAD's score; method {self.method} has its own "
-                            "score: drop --label-head or use --method agad")
-        if self.label_head and self.gamma <= 0:
-            raise AgadError("label_head learns from labelled anomalies: it needs gamma > 0 (--gamma, or y == 1 "
-                            "in AGAD.fit); drop --label-head without them")
         check_labels(self.method, self.gamma)
 
     # -- (de)serialisation
@@ -257,6 +252,16 @@ class TrainConfig:
             return float(self.val_fraction)
         return AUTO_VAL_FRACTION if self.gamma > 0 else 0.0
 
+    def uses_label_head(self) -> bool:
+        """Whether a run trains the label head: asked for, AGAD, and labelled anomalies to learn from.
+
+        >>> TrainConfig(gamma=0.05).uses_label_head(), TrainConfig().uses_label_head()
+        (True, False)
+        >>> TrainConfig(gamma=0.05, method="cnn").uses_label_head()
+        False
+        """
+        return bool(self.label_head) and self.method == "agad" and self.gamma > 0
+
     def uses_unet(self) -> bool:
         """Whether the generator is a U-Net (the unet backbone, or Skip-GANomaly's)."""
         return self.method == "skip-ganomaly" or (self.method == "agad" and self.backbone == "unet")
@@ -296,8 +301,8 @@ class TrainConfig:
         unet_style = self.resolved_unet_style() if self.uses_unet() else self.unet_style
         backbone = BASELINE_BACKBONES.get(self.method, self.backbone)  # a baseline's --backbone changes nothing
         return dataclasses.replace(self, val_fraction=val_fraction, select_epoch=select, unet_style=unet_style,
-                                   backbone=backbone, epochs=self.resolved_epochs(),
-                                   min_steps=self.resolved_min_steps())
+                                   backbone=backbone, label_head=self.uses_label_head(),
+                                   epochs=self.resolved_epochs(), min_steps=self.resolved_min_steps())
 
 
 def check_labels(method: str, gamma: float) -> None:
@@ -447,8 +452,8 @@ OPTIONS: dict[str, Option] = {
     "d_spectral_norm": _o("bool", "spectral normalisation of AGAD's D (Miyato et al. 2018): bounds how sharply "
                           "D can change (--no-d-spectral-norm: the paper's D)", "loss"),
     "label_head": _o("bool", "with labelled anomalies: add a small classifier's logit (normal vs labelled "
-                     "anomaly, trained beside G) to the score, both standardised on normal training images",
-                     "loss"),
+                     "anomaly, trained beside G) to the score, both standardised on normal training images; no "
+                     "effect without them (--no-label-head: the paper's score)", "loss"),
     # normalisation
     "advprop": _o("bool", "auxiliary BN for the pseudo-anomaly pass (--no-advprop: the paper's shared BN)",
                   "batch norm"),

@@ -143,7 +143,7 @@ PARAMS_PLACEHOLDER
             raise _bad("verbose", "a bool", self.verbose)
         # TrainConfig checks the rest, by name; rules that depend on y (an epoch rule that needs labelled
         # anomalies) are checked by fit with the real gamma
-        needs_y = self.select_epoch in HELD_OUT_RULES or bool(self.label_head)
+        needs_y = self.select_epoch in HELD_OUT_RULES
         self._make_config(gamma=0.5 if needs_y else 0.0, image_size=self.image_size, seed=0)
 
     def _make_config(self, *, gamma: float, image_size: int | None, seed: int) -> TrainConfig:

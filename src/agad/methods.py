@@ -115,7 +115,7 @@ def _build_agad(cfg: TrainConfig, in_channels: int, image_size: int) -> Nets:
     style = {"style": cfg.resolved_unet_style()} if cfg.backbone == "unet" else {}
     G = build_generator(cfg.backbone, in_channels=in_channels, image_size=image_size, advprop=cfg.advprop, **style)
     D = build_discriminator(in_channels=in_channels, image_size=image_size, spectral_norm=cfg.d_spectral_norm)
-    if cfg.label_head:  # its own random stream: G, D and what training draws stay as without it
+    if cfg.uses_label_head():  # its own random stream: G, D and what training draws stay as without it
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(cfg.seed + LABEL_HEAD_SEED_OFFSET)
             G.label_head = LabelHead(in_channels, image_size)

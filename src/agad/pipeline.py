@@ -272,9 +272,9 @@ def fit_model(
     x_show = x_fit[:8]  # the training images whose reconstructions the logger shows
     # label_head standardises its score's parts on normal images: the held-out ones when there are
     x_calibrate = x_held if x_held is not None else x_fit[:CALIBRATION_IMAGES]
-    if cfg.label_head and n_anomalies == 0:
-        raise AgadError("label_head learns from labelled anomalies and this training set has none; drop "
-                        "--label-head or add labelled anomalies")
+    if cfg.uses_label_head() and n_anomalies == 0:
+        raise AgadError("label_head learns from labelled anomalies and this training set has none; add "
+                        "labelled anomalies, or pass --no-label-head")
 
     def score(scorer: nn.Module, x: np.ndarray) -> np.ndarray:
         return score_images(scorer, x, batch_size=cfg.eval_batch_size, device=device, amp_dtype=amp,

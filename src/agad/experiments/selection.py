@@ -44,11 +44,22 @@ def _runs(roots: Iterable[str | Path]) -> list[Path]:
 def _labels(cfgs: list[dict[str, Any]]) -> list[str]:
     """Each run's candidate: the options that vary between the runs, where this run leaves the default."""
     # a record without an option (older, or written after it went) had its default (or its kept value)
-    defaults = {**REMOVED_OPTIONS, **TrainConfig().resolved().to_dict()}
-    cfgs = [{**defaults, **RECORD_DEFAULTS, **c} for c in cfgs]
+    base = {**REMOVED_OPTIONS, **TrainConfig().resolved().to_dict()}
+    cfgs = [{**base, **RECORD_DEFAULTS, **c} for c in cfgs]
     keys = {k for c in cfgs for k in c if k not in IDENTITY_SKIP}
     varying = sorted(k for k in keys if len({json.dumps(c.get(k), sort_keys=True) for c in cfgs}) > 1)
-    return [", ".join(f"{k}={c.get(k)}" for k in varying if c.get(k) != defaults.get(k)) or "default" for c in cfgs]
+    labels = []
+    for c in cfgs:
+        defaults = _defaults_at(c, base)  # what the default resolves to with this run's labelled anomalies
+        labels.append(", ".join(f"{k}={c.get(k)}" for k in varying if c.get(k) != defaults.get(k)) or "default")
+    return labels
+
+
+def _defaults_at(cfg: dict[str, Any], base: dict[str, Any]) -> dict[str, Any]:
+    try:
+        return {**base, **TrainConfig(gamma=cfg["gamma"], method=cfg["method"]).resolved().to_dict()}
+    except (AgadError, KeyError, TypeError):
+        return base
 
 
 def validation_rows(roots: Iterable[str | Path]) -> list[dict[str, Any]]:
