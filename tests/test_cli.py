@@ -262,7 +262,7 @@ def test_option_sources_in_increasing_priority(tmp_path):
     from agad.recipes import recipe
 
     assert recipe("paper") == {"advprop": False, "ema_decay": 0.0, "val_fraction": 0.0, "epochs": 15,
-                               "d_spectral_norm": False, "adcon_cap": 0.0}
+                               "d_spectral_norm": False, "adcon_cap": 0.0, "label_head": False}
     cfg = parsed_config("--recipe", "paper")
     assert (cfg.advprop, cfg.ema_decay, cfg.val_fraction, cfg.epochs) == (False, 0.0, 0.0, 15)
     assert parsed_config("--recipe", "no-ca").ca is False and parsed_config("--recipe", "default") == parsed_config()
