@@ -161,7 +161,7 @@ def test_flags_reach_the_saved_config(tmp_path, capsys):
     out = tmp_path / "run"
     flags = ["--backbone", "naive", "--no-ca", "--advprop", "--freeze-bn-anomalies", "--anomaly-distance", "pseudo",
              "--w-adv", "2", "--w-con", "40", "--w-adcon", "10", "--w-lat", "3", "--delta", "1e-4", "--lr", "1e-4",
-             "--gamma", "0.2", "--batch-size", "40", "--ema-decay", "0.9", "--no-track-bn-anomalies",
+             "--gamma", "0.2", "--batch-size", "40", "--ema-decay", "0.9", "--track-bn-anomalies",
              "--no-track-bn-pseudo",
              "--scoring-bn", "recomputed", "--scoring-bn-anomaly-weight", "0.4"]
     code, _, err = run_cli(["train", "--data", data, "--epochs", "1", "--precision", "fp32", "--no-progress",
@@ -172,7 +172,7 @@ def test_flags_reach_the_saved_config(tmp_path, capsys):
     assert (c["w_adv"], c["w_con"], c["w_adcon"], c["w_lat"], c["delta"], c["lr"]) == (2, 40, 10, 3, 1e-4, 1e-4)
     assert (c["gamma"], c["batch_size"], c["ema_decay"]) == (0.2, 40, 0.9)
     assert not {"detach_pseudo", "anomaly_margin", "lr_schedule", "grad_clip"} & set(c)  # removed options
-    assert (c["track_bn_anomalies"], c["track_bn_pseudo"]) == (False, False)
+    assert (c["track_bn_anomalies"], c["track_bn_pseudo"]) == (True, False)  # both leave their defaults
     assert (c["scoring_bn"], c["scoring_bn_anomaly_weight"]) == ("recomputed", 0.4)
     # labelled anomalies and no --val-fraction / --select-epoch: the run records what "auto" became
     assert (c["val_fraction"], c["select_epoch"]) == (0.1, "val-ratio")
@@ -182,7 +182,8 @@ def test_flags_reach_the_saved_config(tmp_path, capsys):
     assert code == 0, err
     c = json.loads((tmp_path / "run2" / "config.json").read_text())["config"]
     assert c["advprop"] is False and (c["val_fraction"], c["select_epoch"]) == (0.0, "last")  # gamma 0: no hold-out
-    assert (c["track_bn_anomalies"], c["track_bn_pseudo"]) == (True, True)  # the paper's shared statistics
+    # gamma 0: no labelled anomalies to keep out, recorded as the paper's shared statistics
+    assert (c["track_bn_anomalies"], c["track_bn_pseudo"]) == (True, True)
     assert c["scoring_bn"] == "running"
 
 
@@ -262,7 +263,8 @@ def test_option_sources_in_increasing_priority(tmp_path):
     from agad.recipes import recipe
 
     assert recipe("paper") == {"advprop": False, "ema_decay": 0.0, "val_fraction": 0.0, "epochs": 15,
-                               "d_spectral_norm": False, "adcon_cap": 0.0, "label_head": False}
+                               "d_spectral_norm": False, "adcon_cap": 0.0, "label_head": False,
+                               "track_bn_anomalies": True}
     cfg = parsed_config("--recipe", "paper")
     assert (cfg.advprop, cfg.ema_decay, cfg.val_fraction, cfg.epochs) == (False, 0.0, 0.0, 15)
     assert parsed_config("--recipe", "no-ca").ca is False and parsed_config("--recipe", "default") == parsed_config()

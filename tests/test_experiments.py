@@ -427,9 +427,9 @@ def test_grid_builders_for_every_table():
 
 
 def test_run_name_is_stable_and_readable():
-    # the budget, discriminator, C.A. push and score of stored runs
+    # the budget, discriminator, C.A. push, score and anomalies' BN tracking of stored runs
     cfg = TrainConfig(data="fashion-mnist", normal_class=3, gamma=0.05, epochs=15, d_spectral_norm=False, adcon_cap=0.0,
-                      label_head=False)
+                      label_head=False, track_bn_anomalies=True)
     # pinned: changing them orphans every stored run. The paper-literal recipe (shared BN, no EMA, every
     # normal image trained on, the last epoch) and the AdvProp + EMA recipe without a hold-out keep their
     # names whatever TrainConfig's defaults are; the default at gamma > 0 (10% held out, the val-ratio
@@ -449,6 +449,9 @@ def test_run_name_is_stable_and_readable():
     # the label head is part of a run's identity only where it trains (AGAD with labelled anomalies)
     assert run_name(TrainConfig(label_head=False)) == run_name(TrainConfig())
     assert run_name(cfg.replace(label_head=True)) != run_name(cfg)
+    # so is the anomalies' BN tracking: without labelled anomalies both values are the same run
+    assert run_name(TrainConfig(track_bn_anomalies=True)) == run_name(TrainConfig())
+    assert run_name(cfg.replace(track_bn_anomalies=False)) != run_name(cfg)
     # AGAD-only options are not part of a baseline's identity: AGAD's defaults may change under it
     gano = TrainConfig(method="ganomaly", normal_class=3)
     assert run_name(gano.replace(advprop=False, ca=False, w_adcon=3.0, ema_decay=0.0)) == run_name(gano)
@@ -516,7 +519,8 @@ def test_cli_bench_takes_a_recipe_under_set_values(tmp_path, capsys, monkeypatch
     assert code == 0, capsys.readouterr().err
     # the recipe's values, then --set over them
     assert seen["overrides"] == {"advprop": False, "ema_decay": 0.5, "val_fraction": 0.0, "epochs": 15,
-                                 "d_spectral_norm": False, "adcon_cap": 0.0, "label_head": False}
+                                 "d_spectral_norm": False, "adcon_cap": 0.0, "label_head": False,
+                                 "track_bn_anomalies": True}
     assert (seen["table"], seen["data"], seen["epochs"], seen["table_only"]) == ("table1", "mnist-sample", 2, True)
     # the command recorded with the table re-runs the same grid
     assert "--recipe paper" in seen["command"] and "--set ema_decay=0.5" in seen["command"]

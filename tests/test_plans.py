@@ -26,9 +26,9 @@ PLAN_FILES = sorted((REPO / "plans").glob("*.toml"))
 # the TrainConfig fields a recipe may set (the stable ones)
 RECIPE_FIELDS = {"advprop", "ema_decay", "val_fraction", "ca", "select_epoch", "epochs", "batch_size",
                  "freeze_bn_anomalies", "anomaly_distance", "w_adv", "w_con", "w_adcon", "w_lat", "d_spectral_norm",
-                 "adcon_cap", "label_head"}
-# the discriminator, C.A. push and score of the archived runs
-OLD_D = {"d_spectral_norm": False, "adcon_cap": 0.0, "label_head": False}
+                 "adcon_cap", "label_head", "track_bn_anomalies"}
+# the discriminator, C.A. push, score and anomalies' BN tracking of the archived runs
+OLD_D = {"d_spectral_norm": False, "adcon_cap": 0.0, "label_head": False, "track_bn_anomalies": True}
 # plans whose runs are all in docs/runs, with the `agad bench` grid each table was first built with
 ARCHIVED = {
     "fmnist-table4-gamma003": ("table4", "fashion-mnist", dict(gammas=[0.03], backbone="naive"),
@@ -90,7 +90,8 @@ def test_every_recipe_builds_a_valid_config_from_stable_fields(name):
 def test_recipes_hold_their_documented_values():
     assert recipe("default") == {} and TrainConfig(**recipe("default")) == TrainConfig()
     assert recipe("paper") == {"advprop": False, "ema_decay": 0.0, "val_fraction": 0.0, "epochs": 15,
-                               "d_spectral_norm": False, "adcon_cap": 0.0, "label_head": False}
+                               "d_spectral_norm": False, "adcon_cap": 0.0, "label_head": False,
+                               "track_bn_anomalies": True}
     assert recipe("no-ca") == {"ca": False}
     r = recipe("paper")
     r["advprop"] = True  # a caller's change never reaches the next caller

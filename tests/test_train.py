@@ -218,7 +218,7 @@ def test_freeze_bn_keeps_running_stats_on_anomaly_batches(mnist_split):
     ref.step(x_n)
     frozen = make_trainer(gamma=0.05, ca=False, freeze_bn_anomalies=True)
     frozen.step(x_n, x_a)
-    shared = make_trainer(gamma=0.05, ca=False, freeze_bn_anomalies=False)
+    shared = make_trainer(gamma=0.05, ca=False, freeze_bn_anomalies=False, track_bn_anomalies=True)  # the paper's
     shared.step(x_n, x_a)
     for r, f in zip(_bn_stats(ref.G), _bn_stats(frozen.G)):
         torch.testing.assert_close(r, f)  # the anomaly batch left no trace
@@ -231,11 +231,11 @@ def test_untracked_bn_normalises_anomalies_with_their_batch_but_keeps_running_st
     ref = make_trainer(gamma=0.05, ca=False)
     ref.step(x_n)
     logs = {}
-    for name, kw in {"untracked": {"track_bn_anomalies": False}, "shared": {},
+    for name, kw in {"untracked": {}, "shared": {"track_bn_anomalies": True},
                      "frozen": {"freeze_bn_anomalies": True}}.items():
         tr = make_trainer(gamma=0.05, ca=False, **kw)
         logs[name] = tr.step(x_n, x_a)
-        if name == "untracked":
+        if name == "untracked":  # the default
             for r, u in zip(_bn_stats(ref.G), _bn_stats(tr.G)):
                 torch.testing.assert_close(r, u)  # running statistics: the normal batch's only
     # the forward pass on the anomalies is the shared one (batch statistics), not the frozen one

@@ -132,8 +132,10 @@ class TrainConfig:
     advprop: bool = True
     freeze_bn_anomalies: bool = False  # BN neither updates statistics nor trains affine params on labelled anomalies
     # False: labelled anomalies are normalised with their own batch statistics but do not update the running
-    # statistics, which then describe normal images only (True is the paper: shared BN)
-    track_bn_anomalies: bool = True
+    # statistics, which then describe normal images only (chosen on validation data, docs/STABILITY.md; True
+    # is the paper: shared BN). No effect without labelled anomalies: resolved() records True there, the
+    # value every run had before the default changed, so that runs without them keep their identity.
+    track_bn_anomalies: bool = False
     track_bn_pseudo: bool = True  # the same for the pseudo-anomaly pass when it runs through the main BN
     # which BN statistics score images: "running" (the averages kept during training, as the paper) or
     # "recomputed" after each epoch from one pass over the normal training images and one over the labelled
@@ -260,7 +262,11 @@ class TrainConfig:
         >>> TrainConfig(gamma=0.05, method="cnn").uses_label_head()
         False
         """
-        return bool(self.label_head) and self.method == "agad" and self.gamma > 0
+        return bool(self.label_head) and self.uses_labels()
+
+    def uses_labels(self) -> bool:
+        """Whether AGAD trains on labelled anomalies here (the options that act on them have an effect)."""
+        return self.method == "agad" and self.gamma > 0
 
     def uses_unet(self) -> bool:
         """Whether the generator is a U-Net (the unet backbone, or Skip-GANomaly's)."""
@@ -291,6 +297,8 @@ class TrainConfig:
         (0.0, 'last')
         >>> TrainConfig(gamma=0.05, val_fraction=0.0).resolved().select_epoch
         'last'
+        >>> TrainConfig(gamma=0.05).resolved().track_bn_anomalies, TrainConfig().resolved().track_bn_anomalies
+        (False, True)
         >>> TrainConfig(method="skip-ganomaly").resolved().backbone
         'unet'
         """
@@ -302,6 +310,7 @@ class TrainConfig:
         backbone = BASELINE_BACKBONES.get(self.method, self.backbone)  # a baseline's --backbone changes nothing
         return dataclasses.replace(self, val_fraction=val_fraction, select_epoch=select, unet_style=unet_style,
                                    backbone=backbone, label_head=self.uses_label_head(),
+                                   track_bn_anomalies=self.track_bn_anomalies or not self.uses_labels(),
                                    epochs=self.resolved_epochs(), min_steps=self.resolved_min_steps())
 
 
@@ -459,8 +468,8 @@ OPTIONS: dict[str, Option] = {
                   "batch norm"),
     "freeze_bn_anomalies": _o("bool", "BN neither updates statistics nor trains on labelled anomalies",
                               "batch norm"),
-    "track_bn_anomalies": _o("bool", "labelled anomalies update BN's running statistics (as the paper)",
-                             "batch norm"),
+    "track_bn_anomalies": _o("bool", "labelled anomalies update BN's running statistics (the paper's shared "
+                             "statistics; by default they describe normal images only)", "batch norm"),
     "track_bn_pseudo": _o("bool", "the pseudo-anomaly pass through the main BN (--no-advprop) updates them",
                           "batch norm"),
     "scoring_bn": _o("choice", "BN statistics that score: running (as the paper) or recomputed after each "

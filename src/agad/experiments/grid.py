@@ -100,7 +100,7 @@ def _field_types() -> dict[str, Any]:
 # Run names were first built against these values; later changes of TrainConfig's defaults must not
 # rename existing runs (the stability defaults changed after the first grids ran).
 NAME_BASELINE_OVERRIDES = {"ema_decay": 0.0, "advprop": False, "min_steps": 0, "d_spectral_norm": False,
-                           "adcon_cap": 0.0, "label_head": False}
+                           "adcon_cap": 0.0, "label_head": False, "track_bn_anomalies": True}
 
 
 def _defaults() -> dict[str, Any]:
@@ -161,7 +161,7 @@ def run_name(cfg: TrainConfig) -> str:
     the hash (:func:`config_key`) tells apart runs that differ in any other option (epochs, lr, ...).
 
     >>> run_name(TrainConfig(data="fashion-mnist", normal_class=3, gamma=0.05))
-    'fashion-mnist/agad-naive/c3-g0.05-s0-ap-8a18a884'
+    'fashion-mnist/agad-naive/c3-g0.05-s0-ap-b053f11f'
     """
     model = f"agad-{cfg.backbone}" if cfg.method == "agad" else cfg.method
     parts = [f"c{cfg.normal_class}", f"g{float(cfg.gamma):g}", f"s{cfg.seed}"]

@@ -99,7 +99,7 @@ def _read_json(path: Path) -> Any:
 def normalised_config(recorded: dict[str, Any]) -> dict[str, Any]:
     """A recorded config as this version reads it, so that runs of older versions group with new runs of the
     same recipe: fields added since the run was made take their defaults, and the fields that resolve by gamma
-    (the epoch-keeping ones, the label head) read as unset wherever they hold what the default resolves to at
+    (the epoch-keeping ones, the label head, the anomalies' BN tracking) read as unset wherever they hold what the default resolves to at
     the run's gamma (runs record resolved values). Left
     as recorded if this version cannot read it (e.g. a key from a newer version).
 
@@ -117,7 +117,7 @@ def normalised_config(recorded: dict[str, Any]) -> dict[str, Any]:
     out = cfg.resolved().to_dict()
     auto = TrainConfig(gamma=cfg.gamma, method=cfg.method)
     auto_resolved = auto.resolved()
-    for name in ("val_fraction", "select_epoch", "label_head"):
+    for name in ("val_fraction", "select_epoch", "label_head", "track_bn_anomalies"):
         if out[name] == getattr(auto_resolved, name):
             out[name] = getattr(auto, name)
     return out

@@ -4,16 +4,17 @@ A recipe file holds a ``description`` string and TrainConfig field values; every
 TrainConfig's default. The shipped recipes:
 
 - ``default``: the shipped default (no overrides): AdvProp auxiliary BN + scoring with an EMA of G; with
-  labelled anomalies a label head beside G, 10% of the normal training images held out and the val-ratio
-  epoch kept;
+  labelled anomalies a label head beside G, running statistics of normal images only, 10% of the normal
+  training images held out and the val-ratio epoch kept;
 - ``paper``: the paper read literally: ``advprop = false``, ``ema_decay = 0.0``, ``val_fraction = 0.0``,
-  ``epochs = 15`` (no step floor), the plain discriminator, the unbounded push and no label head;
+  ``epochs = 15`` (no step floor), the plain discriminator, the unbounded push, shared running statistics
+  and no label head;
 - ``no-ca``: the default without the contextual adversarial term (``ca = false``).
 
 >>> RECIPES
 ('default', 'no-ca', 'paper')
 >>> recipe("paper")
-{'advprop': False, 'ema_decay': 0.0, 'val_fraction': 0.0, 'epochs': 15, 'd_spectral_norm': False, 'adcon_cap': 0.0, 'label_head': False}
+{'advprop': False, 'ema_decay': 0.0, 'val_fraction': 0.0, 'epochs': 15, 'd_spectral_norm': False, 'adcon_cap': 0.0, 'label_head': False, 'track_bn_anomalies': True}
 >>> TrainConfig(**recipe("no-ca")).ca
 False
 
