@@ -3,8 +3,10 @@
 ``fit(X, y=None)`` trains the generator on the unlabelled images (``y == 0``)
 and, when ``y`` marks some images with 1, on those labelled anomalies too
 (the paper's limited supervision; ``gamma`` is derived from ``y``). The score
-of an image is its reconstruction error ``||x - G(x)||_2``: higher means more
-anomalous. Training runs through the same function as ``agad train``
+of an image is its reconstruction error ``||x - G(x)||_2``; with labelled
+anomalies (and ``label_head``, the default) the standardised logit of a small
+classifier trained beside G is added to it. Higher means more anomalous.
+Training runs through the same function as ``agad train``
 (:func:`agad.pipeline.fit_model`), and :meth:`AGAD.save` writes the same run
 record (:func:`agad.pipeline.save_run`), so ``agad predict`` and ``agad export``
 read a saved estimator and :meth:`AGAD.load` reads an ``agad train`` run with

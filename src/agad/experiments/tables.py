@@ -99,8 +99,8 @@ def _read_json(path: Path) -> Any:
 def normalised_config(recorded: dict[str, Any]) -> dict[str, Any]:
     """A recorded config as this version reads it, so that runs of older versions group with new runs of the
     same recipe: fields added since the run was made take their defaults, and the fields that resolve by gamma
-    (the epoch-keeping ones, the label head, the anomalies' BN tracking) read as unset wherever they hold what the default resolves to at
-    the run's gamma (runs record resolved values). Left
+    (the epoch-keeping ones, the label head, the anomalies' BN tracking) read as unset wherever they hold what
+    the default resolves to at the run's gamma (runs record resolved values). Left
     as recorded if this version cannot read it (e.g. a key from a newer version).
 
     >>> c = normalised_config({"gamma": 0.05, "val_fraction": 0.0})  # recorded before select_epoch existed
