@@ -113,7 +113,8 @@ def test_plans_folder_holds_the_archived_and_main_tables():
 
 
 @pytest.mark.parametrize("path", PLAN_FILES, ids=lambda p: p.stem)
-def test_every_plan_file_loads_and_expands_to_valid_configs(path):
+def test_every_plan_file_loads_and_expands_to_valid_configs(path, monkeypatch):
+    monkeypatch.chdir(REPO)  # the plans a plan references are named from the repository root
     plan = load_plan(path)
     cfgs = plan_configs(plan)
     assert cfgs and all(isinstance(c, TrainConfig) for c in cfgs)
@@ -180,6 +181,29 @@ def test_bad_plan_files_give_one_line_errors(tmp_path, body, fragment):
         load_plan(path)
     msg = str(err.value)
     assert msg.startswith(f"{path}: ") and fragment in msg and "\n" not in msg
+
+
+REFERENCE_BODY = 'description = "x"\ntable = "table2"\ndata = "mnist"\n'
+BAD_REFERENCES = [
+    ('references = "ref.toml"', "references: must be a list of plan files"),
+    ('references = ["nope.toml"]', "references: no plan file nope.toml"),
+    ('references = ["bad.toml"]', "references: bad.toml is this plan itself"),
+    ('references = ["other-table.toml"]', "other-table.toml builds table1 on mnist, this plan table2 on mnist"),
+    ('references = ["nested.toml"]', "nested.toml has references of its own"),
+]
+
+
+@pytest.mark.parametrize("line,fragment", BAD_REFERENCES, ids=[f for _, f in BAD_REFERENCES])
+def test_bad_references_give_one_line_errors(tmp_path, monkeypatch, line, fragment):
+    monkeypatch.chdir(tmp_path)
+    _plan_file(tmp_path, REFERENCE_BODY, "ref.toml")
+    _plan_file(tmp_path, REFERENCE_BODY.replace("table2", "table1"), "other-table.toml")
+    _plan_file(tmp_path, REFERENCE_BODY + 'references = ["ref.toml"]\n', "nested.toml")
+    path = _plan_file(tmp_path, REFERENCE_BODY + line + "\n", "bad.toml")
+    with pytest.raises(AgadError) as err:
+        load_plan(path)
+    msg = str(err.value)
+    assert msg.startswith(f"{path}: references: ") and fragment in msg and "\n" not in msg
 
 
 def test_a_missing_plan_file_is_one_line(tmp_path):
@@ -251,6 +275,34 @@ def test_a_failed_run_is_explained_in_the_table(tmp_path):
     (plan.grid / "failures.jsonl").write_text(json.dumps(record) + "\n")
     text = run_plan(plan, workers=1, table_only=True, log=None).read_text()
     assert f"`{plan.archive / name}`: failed at train: RuntimeError: out of memory" in text
+
+
+def test_references_join_the_table_from_their_own_archive_and_are_never_run(tmp_path):
+    ref, ref_name = _archived_ganomaly_plan(tmp_path / "ref")
+    shutil.copytree(REPO / "docs" / "runs" / "mnist-sample" / ref_name, ref.archive / ref_name)
+    own = load_plan(REPO / "plans" / "demo-1-thread.toml")
+    own = dataclasses.replace(own, seeds=(0,), grid=tmp_path / "grid", archive=tmp_path / "runs",
+                              output=tmp_path / "out" / "t.md", references=(ref,))
+    (own_name,) = [run_name(c) for c in plan_configs(own)]  # the references add no config to run
+    shutil.copytree(REPO / "docs" / "runs" / "demo-1-thread" / own_name, own.archive / own_name)
+    (ref.grid).mkdir(parents=True)
+    missing = run_name(plan_configs(dataclasses.replace(ref, seeds=(1,)))[0])
+    record = {"run_dir": str(ref.grid / missing), "stage": "train", "error": "RuntimeError: out of memory"}
+    (ref.grid / "failures.jsonl").write_text(json.dumps(record) + "\n")
+    ref = dataclasses.replace(ref, seeds=(0, 1))
+    own = dataclasses.replace(own, references=(ref,))
+
+    logs: list[str] = []
+    text = run_plan(own, workers=1, log=logs.append).read_text()
+    assert "1 runs, 1 already in" in logs[0] and "0 to run" in logs[0]
+    assert not own.grid.exists() and sorted(p.name for p in ref.grid.iterdir()) == ["failures.jsonl"]
+    assert "Runs: 2 complete, 1 missing." in text
+    rows = {line.split(",")[0] for line in text.splitlines() if line.startswith("| method=")}
+    assert rows == {"| method=agad", "| method=ganomaly"}
+    assert f"`{ref.archive / missing}`: failed at train: RuntimeError: out of memory" in text
+    # what the table is built from: the plan's own run from its archive, the reference's from the reference's
+    assert own.csv.read_text() == render_csv(build_table("table1", [own.archive / own_name, ref.archive / ref_name,
+                                                                    ref.archive / missing]))
 
 
 # ------------------------------------------------------------------ end to end

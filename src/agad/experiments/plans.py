@@ -13,6 +13,7 @@ values (``[set]``), and where its runs and its table live::
     grid = "results/fmnist"              # the runs (default results/<plan name>)
     archive = "docs/runs/fmnist"         # what the table is rebuilt from (default docs/runs/<plan name>)
     output = "docs/results/fmnist_table4_gamma003.md"   # and .csv beside it (default docs/results/<plan name>.md)
+    references = ["plans/fmnist-references-logreg.toml"]  # their archived runs join this table as rows
 
     [set]
     track_test_auroc = true
@@ -20,12 +21,16 @@ values (``[set]``), and where its runs and its table live::
 Keys: ``description``, ``table`` and ``data`` (required); ``classes`` (default: every class), ``seeds``
 (default ``[0]``), ``gammas`` (default: the table's), ``backbone`` and ``method`` (a name or a list; default:
 the table's backbone, agad), ``recipes`` (default ``["default"]``), ``set``, ``grid``, ``archive``, ``output``,
-``paper_dataset``. Relative paths are taken from the current directory (run plans from the repository root).
+``paper_dataset``, ``references``. Relative paths are taken from the current directory (run plans from the repository root).
 
 The configs are those of :func:`agad.experiments.grid.grid_for`, so the run names match runs made with
 ``agad bench TABLE ...`` and the archives they went into. :func:`run_plan` runs whatever is complete neither
 in the grid nor in the archive, copies the plan's complete runs into the archive and rebuilds the table from
 the archive alone, so a table is always one a fresh checkout can rebuild.
+
+``references`` names other plans (same table and data, no references of their own) whose runs are shown in
+this plan's table, read from their own archives: the bar a method must clear sits beside it, while each
+reference keeps its own seeds and is run by its own plan, never by this one.
 """
 
 from __future__ import annotations
@@ -51,7 +56,7 @@ from .grid import FAILURES_FILE, TABLES, grid_for, is_complete, is_dataset_name,
 GRID_KEYS = {"data": "data", "normal_class": "classes", "seed": "seeds", "gamma": "gammas", "method": "method",
              "backbone": "backbone"}
 PLAN_KEYS = ("description", "table", "data", "classes", "seeds", "gammas", "backbone", "method", "recipes", "set",
-             "grid", "archive", "output", "paper_dataset")
+             "grid", "archive", "output", "paper_dataset", "references")
 REQUIRED_KEYS = ("description", "table", "data")
 # The paper's datasets, as `agad bench --paper-dataset` names them (agad.experiments.paper.paper_dataset).
 
@@ -80,6 +85,7 @@ class Plan:
     archive: Path
     output: Path  # the table's .md; its .csv lies beside it
     paper_dataset: str | None = None
+    references: tuple["Plan", ...] = ()  # plans whose archived runs join this table (never run by it)
 
     @property
     def csv(self) -> Path:
@@ -215,10 +221,34 @@ def load_plan(path: str | Path) -> Plan:
         gammas=gammas, backbones=backbones, methods=methods, recipes=recipes, overrides=dict(overrides),
         grid=Path(r.string("grid", f"results/{name}")), archive=Path(r.string("archive", f"docs/runs/{name}")),
         output=output, paper_dataset=r.string("paper_dataset", choices=PAPER_DATASETS),
+        references=_references(r, table, data),
     )
     if is_dataset_name(data) or plan.classes is not None:
         plan_configs(plan)  # cheap here (no data is read): report bad values now, not at run time
     return plan
+
+
+def _references(r: _Reader, table: str, data: str) -> tuple[Plan, ...]:
+    value = r.values.get("references", [])
+    if not isinstance(value, list) or not all(isinstance(v, str) and v.strip() for v in value):
+        raise r.fail("references", 'must be a list of plan files, e.g. references = ["plans/other.toml"]; '
+                                   f"got {value!r}")
+    out = []
+    for ref_path in dict.fromkeys(value):
+        if Path(ref_path).resolve() == r.path.resolve():
+            raise r.fail("references", f"{ref_path} is this plan itself; name other plans")
+        try:
+            ref = load_plan(ref_path)
+        except AgadError as exc:
+            raise r.fail("references", str(exc)) from None
+        if ref.references:
+            raise r.fail("references", f"{ref_path} has references of its own; name the plans it references "
+                                       "here instead")
+        if (ref.table, ref.data) != (table, data):
+            raise r.fail("references", f"{ref_path} builds {ref.table} on {ref.data}, this plan {table} on {data}; "
+                                       "a reference must build the same table on the same data")
+        out.append(ref)
+    return tuple(out)
 
 
 # ------------------------------------------------------------------ expanding
@@ -269,25 +299,33 @@ def archive_plan(plan: Plan, names: list[str] | None = None) -> dict[str, int]:
 
 
 def write_plan_table(plan: Plan, names: list[str] | None = None, *, command: str | None = None) -> Path:
-    """Rebuild the plan's table (``plan.output`` and its .csv) from the archive alone; returns the .md path.
+    """Rebuild the plan's table (``plan.output`` and its .csv) from the archives alone; returns the .md path.
 
-    Runs missing from the archive are listed as missing, with the reason from the grid's failures.jsonl.
+    The table holds the plan's runs and those of its ``references``, each read from its own plan's archive.
+    Runs missing from an archive are listed as missing, with the reason from that plan's grid's failures.jsonl.
     Both files are written to a temporary folder beside the output and renamed into place.
     """
     from .tables import read_failures, write_table
 
     names = names if names is not None else [run_name(c) for c in plan_configs(plan)]
+    runs = {n: plan for n in names}  # run name -> the plan whose archive holds it
+    for ref in plan.references:  # a run both plans name is read from this plan's archive
+        for n in (run_name(c) for c in plan_configs(ref)):
+            runs.setdefault(n, ref)
     out = plan.output
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.stem}.", suffix=".tmp", dir=out.parent))
     try:
         # failures are recorded under the grid's run directory; the table lists the archive's
-        failures = read_failures(plan.grid / FAILURES_FILE)
-        lines = [json.dumps({**failures[str(plan.grid / n)], "run_dir": str(plan.archive / n)}, default=str)
-                 for n in names if str(plan.grid / n) in failures and not is_complete(plan.archive / n)]
+        lines = []
+        for owner in (plan, *plan.references):
+            failures = read_failures(owner.grid / FAILURES_FILE)
+            lines += [json.dumps({**failures[str(owner.grid / n)], "run_dir": str(owner.archive / n)}, default=str)
+                      for n, p in runs.items() if p is owner and str(owner.grid / n) in failures
+                      and not is_complete(owner.archive / n)]
         if lines:
             (tmp / FAILURES_FILE).write_text("".join(line + "\n" for line in lines), encoding="utf-8")
-        md, csv_path = write_table(plan.table, [plan.archive / n for n in names], tmp,
+        md, csv_path = write_table(plan.table, [p.archive / n for n, p in runs.items()], tmp,
                                    command=command or _command(plan, table_only=False), dataset=plan.paper_dataset)
         os.replace(csv_path, plan.csv)
         os.replace(md, out)
