@@ -21,7 +21,8 @@ values (``[set]``), and where its runs and its table live::
 Keys: ``description``, ``table`` and ``data`` (required); ``classes`` (default: every class), ``seeds``
 (default ``[0]``), ``gammas`` (default: the table's), ``backbone`` and ``method`` (a name or a list; default:
 the table's backbone, agad), ``recipes`` (default ``["default"]``), ``set``, ``grid``, ``archive``, ``output``,
-``paper_dataset``, ``references``. Relative paths are taken from the current directory (run plans from the repository root).
+``paper_dataset``, ``references``. Relative paths are taken from the current directory (run plans from the
+repository root).
 
 The configs are those of :func:`agad.experiments.grid.grid_for`, so the run names match runs made with
 ``agad bench TABLE ...`` and the archives they went into. :func:`run_plan` runs whatever is complete neither
