@@ -208,6 +208,20 @@ def test_a_baseline_table_does_not_list_agad_switches(tmp_path):
     assert "method=ganomaly" in settings and "ca=" not in settings and "advprop" not in settings
 
 
+def test_a_reference_beside_agad_is_named_by_its_method_alone(tmp_path):
+    # AGAD's default and no-ca beside logreg, which records other epochs: epochs differ only between methods
+    runs = [_fake_run(tmp_path, 0.9, gamma=g, normal_class=0) for g in (0.01, 0.05)]
+    runs.append(_fake_run(tmp_path, 0.8, gamma=0.05, normal_class=0, ca=False))
+    runs += [_fake_run(tmp_path, 0.7, gamma=g, normal_class=0, method="logreg", epochs=8) for g in (0.01, 0.05)]
+    labels = [r.label for r in build_table("table2", runs).rows]
+    assert labels == ["gamma=0.01, method=agad, ca=on", "gamma=0.05, method=agad, ca=on",
+                      "gamma=0.05, method=agad, ca=off", "gamma=0.01, method=logreg", "gamma=0.05, method=logreg"]
+    # a field that differs within a method is named, for every method
+    runs.append(_fake_run(tmp_path, 0.6, gamma=0.05, normal_class=0, method="logreg", epochs=4))
+    labels = [r.label for r in build_table("table2", runs).rows]
+    assert "gamma=0.05, method=logreg, epochs=4" in labels and "gamma=0.05, method=agad, epochs=15, ca=off" in labels
+
+
 def test_table_compares_with_the_paper_when_told_which_dataset(grid_run):
     root, good, _, _, _ = grid_run
     t = build_table("table1", [root / run_name(c) for c in good], dataset="mnist")

@@ -165,6 +165,7 @@ class Row:
     runs: int = 0
     label: str = ""
     variant: dict[str, Any] = field(default_factory=dict)
+    label_keys: frozenset[str] = frozenset()  # the varying fields its label names (see build_table)
     paper: PaperRef | None = None
     best: dict[int, dict[int, tuple[float, int]]] = field(default_factory=dict)  # seed -> class -> (AUROC %, epoch)
     curve: dict[int, dict[int, tuple[float, float]]] = field(default_factory=dict)  # seed -> class -> (last %, spread)
@@ -223,7 +224,7 @@ def _fmt_value(k: str, v: Any) -> str:
 
 
 def _label(row: Row, keys: Iterable[str]) -> str:
-    shown = [k for k in keys if not (row.config.get("method") != "agad" and k in AGAD_ONLY)]
+    shown = [k for k in keys if k in row.label_keys]
     return ", ".join(f"{k}={_fmt_value(k, row.config.get(k))}" for k in shown) or "all runs"
 
 
@@ -263,7 +264,16 @@ def build_table(table: str, run_dirs: Iterable[str | Path], *, dataset: str | No
     fixed = {k: ordered[0].config.get(k) for k in all_keys if k not in varying} if ordered else {}
     data = str(ordered[0].config.get("data", "")) if ordered else ""
     key = dataset or (paper_dataset(data) if data else None)
+    # Labels name the varying fields, except those that differ only between methods (a reference's epochs
+    # beside AGAD's): the method names those. AGAD's own switches are not named for the other methods.
+    by_method: dict[Any, list[Row]] = {}
     for row in ordered:
+        by_method.setdefault(row.config.get("method"), []).append(row)
+    within = {k for k in varying for rows_m in by_method.values()
+              if len({json.dumps(r.config.get(k), sort_keys=True, default=str) for r in rows_m}) > 1}
+    for row in ordered:
+        row.label_keys = frozenset(k for k in varying if (k == "method" or k in within)
+                                   and not (row.config.get("method") != "agad" and k in AGAD_ONLY))
         row.variant = {k: row.config.get(k) for k in varying}
         row.label = _label(row, varying)
         c = row.config
