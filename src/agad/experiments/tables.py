@@ -223,6 +223,11 @@ def _fmt_value(k: str, v: Any) -> str:
     return str(v)
 
 
+def _varies(key: str, rows: list[Row]) -> bool:
+    """Whether ``rows`` hold more than one value of the config field ``key``."""
+    return len({json.dumps(r.config.get(key), sort_keys=True, default=str) for r in rows}) > 1
+
+
 def _label(row: Row, keys: Iterable[str]) -> str:
     shown = [k for k in keys if k in row.label_keys]
     return ", ".join(f"{k}={_fmt_value(k, row.config.get(k))}" for k in shown) or "all runs"
@@ -259,8 +264,7 @@ def build_table(table: str, run_dirs: Iterable[str | Path], *, dataset: str | No
     classes = sorted({c for row in ordered for v in row.by_seed.values() for c in v})
     all_keys = sorted({k for row in ordered for k in row.config if k not in NOT_A_VARIANT},
                       key=lambda k: FIELD_ORDER.get(k, 999))
-    varying = [k for k in all_keys
-               if len({json.dumps(row.config.get(k), sort_keys=True, default=str) for row in ordered}) > 1]
+    varying = [k for k in all_keys if _varies(k, ordered)]
     fixed = {k: ordered[0].config.get(k) for k in all_keys if k not in varying} if ordered else {}
     data = str(ordered[0].config.get("data", "")) if ordered else ""
     key = dataset or (paper_dataset(data) if data else None)
@@ -269,8 +273,7 @@ def build_table(table: str, run_dirs: Iterable[str | Path], *, dataset: str | No
     by_method: dict[Any, list[Row]] = {}
     for row in ordered:
         by_method.setdefault(row.config.get("method"), []).append(row)
-    within = {k for k in varying for rows_m in by_method.values()
-              if len({json.dumps(r.config.get(k), sort_keys=True, default=str) for r in rows_m}) > 1}
+    within = {k for k in varying if any(_varies(k, rows_m) for rows_m in by_method.values())}
     for row in ordered:
         row.label_keys = frozenset(k for k in varying if (k == "method" or k in within)
                                    and not (row.config.get("method") != "agad" and k in AGAD_ONLY))
