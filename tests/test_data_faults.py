@@ -6,6 +6,8 @@ import gzip
 import os
 import pickle
 import signal
+import subprocess
+import sys
 import tarfile
 import time
 from contextlib import contextmanager
@@ -165,6 +167,28 @@ def test_idx_dimensions_that_overflow_or_are_zero(tmp_path, gz):
     p.write_bytes(gzip.compress(zero) if gz else zero)
     with pytest.raises(DataError, match=r"declares an empty array \(shape \(0, 28, 28\)\)"):
         read_idx(p)
+
+
+def test_truncated_gzip_idx_declaring_gigabytes_costs_what_it_holds(tmp_path):
+    # 30 bytes of gzip whose header declares 2 GB of pixels: refused as truncated, without touching 2 GB of
+    # memory on the way (peak RSS measured in a fresh process, after the imports).
+    p = tmp_path / "train-images-idx3-ubyte.gz"
+    p.write_bytes(gzip.compress(idx_header((20_000, 1000, 100)) + bytes(16)))
+    code = (
+        "import resource, sys\n"
+        "from agad.data import read_idx\n"
+        "from agad.errors import DataError\n"
+        "before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
+        "try:\n"
+        "    read_idx(sys.argv[1])\n"
+        "except DataError as exc:\n"
+        "    print(exc)\n"
+        "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code, str(p)], capture_output=True, text=True, timeout=60,
+                         env={**os.environ, "AGAD_MEMORY_LIMIT": "4G"}).stdout.splitlines()
+    assert "is truncated (expected 2000000000 bytes of pixels, got 16)" in out[0]
+    assert int(out[1]) < 100 * 1024  # KiB: well under the 2 GB declared
 
 
 def test_gzip_idx_larger_than_memory_is_refused_before_reading(tmp_path, monkeypatch):

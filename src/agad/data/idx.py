@@ -76,19 +76,19 @@ def _open(path: Path, dataset: str | None):
     return raw, raw, False
 
 
-def _read_up_to(f, n: int) -> bytearray:
-    """Up to ``n`` bytes (fewer only at the end of the stream), without a second copy."""
-    buf = bytearray(n)
+def _read_up_to(f, n: int) -> np.ndarray:
+    """Up to ``n`` bytes (fewer only at the end of the stream) as a writable ``uint8`` array, without a
+    second copy. The buffer is not zero-filled, so memory the stream never fills is never touched: a few
+    bytes of truncated gzip that declare gigabytes cost what they hold, not what they declare."""
+    buf = np.empty(n, dtype=np.uint8)
     view, got = memoryview(buf), 0
     while got < n:
         k = f.readinto(view[got:])
         if not k:
             break
         got += k
-    del view
-    if got < n:
-        del buf[got:]
-    return buf
+    view.release()
+    return buf[:got]
 
 
 def read_idx(path: str | os.PathLike, *, dataset: str | None = None) -> np.ndarray:
@@ -135,7 +135,7 @@ def read_idx(path: str | os.PathLike, *, dataset: str | None = None) -> np.ndarr
 
 
 def _parse(path: Path, f, file_size: int | None, dataset: str | None) -> np.ndarray:
-    head = _read_up_to(f, 4)
+    head = bytes(_read_up_to(f, 4))
     if len(head) < 4:
         raise _fail(path, f"is too short to be an IDX file ({len(head)} bytes)", dataset)
     if head[0] != 0 or head[1] != 0:
@@ -154,7 +154,7 @@ def _parse(path: Path, f, file_size: int | None, dataset: str | None) -> np.ndar
     dims = _read_up_to(f, 4 * ndim)
     if len(dims) < 4 * ndim:
         raise _fail(path, f"is truncated inside its header ({4 + len(dims)} of {header} bytes)", dataset)
-    shape = tuple(int(s) for s in np.frombuffer(bytes(dims), dtype=">u4"))
+    shape = tuple(int(s) for s in dims.view(">u4"))
     if 0 in shape:
         raise _fail(path, f"declares an empty array (shape {shape})", dataset)
     dtype = _DTYPES[code]
@@ -179,8 +179,8 @@ def _parse(path: Path, f, file_size: int | None, dataset: str | None) -> np.ndar
     if extra:
         more = f"{extra}" if extra < _TRAILING_PROBE else f"more than {extra}"
         raise _fail(path, f"has {more} trailing bytes after its {expected} bytes of {kind}", dataset)
-    arr = np.frombuffer(buf, dtype=dtype).reshape(shape)
-    # A bytearray gives a writable array; only multi-byte types need a byte swap to native order.
+    arr = buf.view(dtype).reshape(shape)
+    # The buffer is writable; only multi-byte types need a byte swap to native order.
     return arr if dtype.itemsize == 1 else arr.astype(dtype.newbyteorder("="))
 
 
