@@ -20,7 +20,7 @@ demo: $(STAMP)
 	$(VENV)/bin/agad demo
 
 test: $(STAMP)
-	$(PY) -m pytest
+	$(PY) -m pytest -n 2 --dist worksteal  # two test workers (pytest-xdist), one CPU thread each
 
 clean:
 	rm -rf $(VENV) runs

@@ -1,12 +1,23 @@
-"""Shared fixtures: a small HTTP server on 127.0.0.1 for the download tests."""
+"""Shared fixtures: a small HTTP server on 127.0.0.1 for the download tests; one CPU thread per test worker."""
 
 from __future__ import annotations
 
+import os
 import re
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
+
+
+def pytest_configure(config):
+    """Under `pytest -n N` (pytest-xdist, as `make test` runs), each worker and the commands it starts use one
+    CPU thread: N workers at PyTorch's default of one thread per core each would oversubscribe the cores."""
+    if hasattr(config, "workerinput"):
+        import torch
+
+        os.environ.setdefault("OMP_NUM_THREADS", "1")
+        torch.set_num_threads(1)
 
 
 class RangeHandler(BaseHTTPRequestHandler):
