@@ -171,7 +171,7 @@ def test_flags_reach_the_saved_config(tmp_path, capsys):
     assert (c["ca"], c["advprop"], c["freeze_bn_anomalies"], c["anomaly_distance"]) == (False, True, True, "pseudo")
     assert (c["w_adv"], c["w_con"], c["w_adcon"], c["w_lat"], c["delta"], c["lr"]) == (2, 40, 10, 3, 1e-4, 1e-4)
     assert (c["gamma"], c["batch_size"], c["ema_decay"]) == (0.2, 40, 0.9)
-    assert not {"detach_pseudo", "anomaly_margin", "adcon_form", "grad_clip"} & set(c)  # removed options
+    assert not {"detach_pseudo", "anomaly_margin", "lr_schedule", "grad_clip"} & set(c)  # removed options
     assert (c["track_bn_anomalies"], c["track_bn_pseudo"]) == (True, False)  # both leave their defaults
     assert (c["scoring_bn"], c["scoring_bn_anomaly_weight"]) == ("recomputed", 0.4)
     # labelled anomalies and no --val-fraction / --select-epoch: the run records what "auto" became

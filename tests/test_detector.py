@@ -79,7 +79,7 @@ def test_explicit_defaults_agree_with_train_config():
     assert "w_con = 50.0" in AGAD.__doc__ and OPTIONS["w_con"].help in AGAD.__doc__  # help(AGAD) shows them
 
 
-@pytest.mark.parametrize("name", ["adcon_form", "grad_clip", "data", "method", "seed", "lr_rate"])
+@pytest.mark.parametrize("name", ["lr_schedule", "grad_clip", "data", "method", "seed", "lr_rate"])
 def test_unknown_parameters_are_a_type_error(name):
     # removed options, and options that fit's input sets (data, method) or that have their own name (seed)
     with pytest.raises(TypeError, match=f"unexpected keyword argument '{name}'"):

@@ -194,7 +194,7 @@ def test_runs_of_older_versions_share_a_row_with_new_runs_of_the_same_recipe(tmp
     meta = json.loads((old / "config.json").read_text())
     for key in ("select_epoch", "scoring_bn", "unet_style"):  # fields a record written earlier lacks
         del meta["config"][key]
-    meta["config"].update(grad_clip=0.0, adcon_form="linear", detach_pseudo=False)  # removed, at their kept value
+    meta["config"].update(grad_clip=0.0, lr_schedule="constant", detach_pseudo=False)  # removed, at their kept value
     (old / "config.json").write_text(json.dumps(meta))
     other = _fake_run(tmp_path, 0.5, normal_class=0, seed=1, lr=1e-4)  # a real difference
     t = build_table("table1", [new, old, other])

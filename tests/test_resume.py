@@ -40,9 +40,9 @@ def _checkpoint_then_die(monkeypatch, *, at_epoch: int):
     return real, saved
 
 
-@pytest.mark.parametrize("gamma, schedule", [(0.0, "constant"), (0.05, "constant"), (0.0, "cosine")])
-def test_a_run_killed_after_an_epoch_resumes_to_the_same_weights_and_scores(tmp_path, monkeypatch, gamma, schedule):
-    cfg = _cfg(gamma=gamma, lr_schedule=schedule)  # cosine: the resumed run continues the same schedule
+@pytest.mark.parametrize("gamma", [0.0, 0.05])
+def test_a_run_killed_after_an_epoch_resumes_to_the_same_weights_and_scores(tmp_path, monkeypatch, gamma):
+    cfg = _cfg(gamma=gamma)
     whole = pipeline.train(cfg, tmp_path / "whole", progress=False, figure=False)
 
     real, saved = _checkpoint_then_die(monkeypatch, at_epoch=2)

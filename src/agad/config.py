@@ -39,7 +39,6 @@ PROTOCOLS = ("one-vs-rest", "one-anomalous")
 ANOMALY_DISTANCES = ("input", "pseudo")
 SELECT_EPOCHS = ("auto", "last", "val-recon", "val-ratio")
 SCORING_BNS = ("running", "recomputed")
-LR_SCHEDULES = ("constant", "cosine")
 HELD_OUT_RULES = ("val-recon", "val-ratio")  # epoch rules that score held-out normal training images
 AUTO_VAL_FRACTION = 0.1  # held out when labelled anomalies make the default val-ratio (docs/STABILITY.md)
 AUTO_EPOCHS = 15  # the paper gives none; GANomaly uses 15
@@ -64,6 +63,7 @@ REMOVED_OPTIONS: dict[str, Any] = {
     "adcon_warmup_epochs": 0.0,
     "grad_clip": 0.0,
     "anomaly_margin": 0.0,
+    "lr_schedule": "constant",
     "g_norm": "batch",
 }
 
@@ -103,9 +103,6 @@ class TrainConfig:
     batch_size: int = 64  # normal images per step (paper: 256 in all). 64 gives 4x more updates per epoch
     #                       at the same per-image cost; labelled anomalies come on top of these
     lr: float = 2e-4  # Adam, as in GANomaly
-    # "cosine": G's and D's learning rate falls with each step along half a cosine, from lr to 0 at the last
-    # step of fit's budget; "constant" keeps lr throughout (the paper)
-    lr_schedule: str = "constant"
     beta1: float = 0.5
     beta2: float = 0.999
     min_anomalies_per_batch: int = 32  # Algorithm 1: every mini-batch holds at least 32 labelled anomalies when gamma > 0
@@ -445,8 +442,6 @@ OPTIONS: dict[str, Option] = {
     "batch_size": _o("int", "normal images per step; labelled anomalies ride on top", "optimisation", lo=2,
                      hi=1 << 16),
     "lr": _o("float", "Adam's learning rate for G and D", "optimisation", lo=0, hi=1, lo_open=True),
-    "lr_schedule": _o("choice", "constant (the paper) or cosine: the learning rate falls along half a cosine "
-                      "to 0 at the last step of the budget", "optimisation", choices=LR_SCHEDULES),
     "beta1": _o("float", "Adam's beta1", "optimisation", lo=0, hi=1, hi_open=True),
     "beta2": _o("float", "Adam's beta2", "optimisation", lo=0, hi=1, hi_open=True),
     "min_anomalies_per_batch": _o("int", "labelled anomalies in every batch when gamma > 0 (Algorithm 1)",

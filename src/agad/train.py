@@ -368,28 +368,6 @@ class AGADTrainer:
         opt.step()
         opt.zero_grad(set_to_none=True)
 
-    def _set_lr(self, horizon: int) -> float:
-        """Set G's and D's learning rate for the next step (``cfg.lr_schedule``) and return it.
-
-        "cosine" falls along half a cosine from ``cfg.lr`` at step 0 to 0 at step ``horizon``, the budget's
-        last; it depends on the step count only, so a resumed run continues the same schedule.
-
-        >>> from agad.config import TrainConfig
-        >>> from agad.nets import build_generator, build_discriminator
-        >>> tr = AGADTrainer(TrainConfig(device="cpu", lr_schedule="cosine", lr=1.0),
-        ...                  build_generator("naive", in_channels=1, image_size=32, advprop=True),
-        ...                  build_discriminator(in_channels=1, image_size=32))
-        >>> tr.steps = 50; tr._set_lr(100), tr.opt_d.param_groups[0]["lr"]
-        (0.5, 0.5)
-        """
-        lr = self.cfg.lr
-        if self.cfg.lr_schedule == "cosine":
-            lr *= 0.5 * (1.0 + math.cos(math.pi * min(1.0, self.steps / max(1, horizon))))
-            for opt in (self.opt_g, self.opt_d):
-                for group in opt.param_groups:
-                    group["lr"] = lr
-        return lr
-
     # ---------------------------------------------------------------------- fit
     def fit(
         self,
@@ -432,7 +410,6 @@ class AGADTrainer:
             if epochs == 0 and cfg.scoring_bn == "recomputed" and self._rescored is None:
                 self._recompute_scoring_bn(x_normal, x_anomaly)
         last_epoch = self.epoch + epochs
-        horizon = last_epoch * self.steps_per_epoch(n)  # the budget's last step, for lr_schedule
         for _ in range(epochs):
             t0 = time.perf_counter()
             order = torch.randperm(n, generator=gen)  # same on every process; each takes its shard
@@ -452,7 +429,6 @@ class AGADTrainer:
                 if stream is not None:
                     a_idx = torch.tensor(stream.take(n_a))
                     x_a = x_anomaly[a_idx]
-                lr = self._set_lr(horizon)
                 logs = self.step(x_normal[idx], x_a)
                 self.steps += 1
                 for k, v in logs.items():
@@ -472,8 +448,6 @@ class AGADTrainer:
             record["steps"] = self.steps
             record["seconds"] = time.perf_counter() - t0
             record["d_resets"] = self.d_resets
-            if cfg.lr_schedule != "constant" and batches:
-                record["lr"] = lr  # the epoch's last step's
             if not math.isfinite(record.get("G/total", 0.0)):
                 record["nonfinite"] = 1.0
             if on_epoch is not None:
