@@ -125,6 +125,35 @@ def test_same_seed_gives_identical_scores(mnist_split):
     np.testing.assert_array_equal(a, b)
 
 
+def test_ema_warmup_changes_the_scoring_average_and_nothing_else(mnist_split):
+    x = torch.from_numpy(mnist_split.x_normal[:96])  # 3 steps an epoch at batch 32
+    runs = {w: make_trainer(epochs=2, batch_size=32, ema_warmup=w) for w in (10.0, 2.0)}
+    for tr in runs.values():
+        tr.fit(x, progress=False)
+    a, b = runs[10.0], runs[2.0]
+    assert [{k: v for k, v in r.items() if k != "seconds"} for r in a.history] == [
+        {k: v for k, v in r.items() if k != "seconds"} for r in b.history]
+    assert all(torch.equal(p, q) for p, q in zip(a.G.state_dict().values(), b.G.state_dict().values()))
+    assert any(not torch.equal(p, q) for p, q in zip(a.scoring_generator.parameters(), b.scoring_generator.parameters()))
+    # the average follows min(ema_decay, (1 + n) / (ema_warmup + n)) over the weights after each of the 6 steps
+    w = make_trainer(epochs=2, batch_size=32, ema_warmup=2.0)
+    seen, real_step = [], w.step
+
+    def spy(x_n, x_a=None):
+        logs = real_step(x_n, x_a)
+        seen.append(next(w.G.parameters()).detach().clone())
+        return logs
+
+    w.step = spy
+    w.fit(x, progress=False)
+    expected = seen[0]  # the first update copies the weights
+    for n, p in enumerate(seen[1:], start=1):
+        d = min(0.995, (1 + n) / (2 + n))
+        expected = d * expected + (1 - d) * p
+    torch.testing.assert_close(next(w.scoring_generator.parameters()), expected)
+    assert not torch.allclose(next(a.scoring_generator.parameters()), expected)  # warmup 10 weighs them otherwise
+
+
 def test_ema_scores_with_averaged_weights(mnist_split):
     tr = make_trainer(ema_decay=0.9, epochs=1, batch_size=32)
     tr.fit(torch.from_numpy(mnist_split.x_normal[:64]), progress=False)
