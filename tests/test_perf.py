@@ -144,7 +144,9 @@ def test_scoring_memory_reports_rss_from_a_fresh_process():
     assert m["scores"] == 600
     for key in ("rss_before_mb", "peak_rss_after_tenth_mb", "peak_rss_after_all_mb", "growth_tenth_to_all_mb"):
         assert np.isfinite(m[key]), key
-    assert m["peak_rss_after_all_mb"] >= m["peak_rss_after_tenth_mb"] > 0
+    # VmHWM is kept from per-thread RSS counters that the kernel syncs lazily, so a later read of the peak can
+    # come out a few pages lower (seen: 394.37 after 394.43 MB); a megabyte of slack, far below any growth
+    assert m["peak_rss_after_all_mb"] >= m["peak_rss_after_tenth_mb"] - 1.0 and m["peak_rss_after_tenth_mb"] > 0
 
 
 def test_score_images_fills_one_buffer_with_the_same_scores_as_per_batch_scoring():
