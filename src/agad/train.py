@@ -78,7 +78,7 @@ class AnomalyStream:
         return out
 
 
-def _ema_with_warmup(decay: float, warmup: float = 10.0):
+def _ema_with_warmup(decay: float, warmup: float):
     """EMA update whose decay grows as min(decay, (1 + n) / (warmup + n)) with the update count n.
 
     A fixed decay would keep ``decay**steps`` of the random initial weights in
