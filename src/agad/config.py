@@ -65,6 +65,7 @@ REMOVED_OPTIONS: dict[str, Any] = {
     "anomaly_margin": 0.0,
     "lr_schedule": "constant",
     "g_norm": "batch",
+    "ema_warmup": 10.0,
 }
 
 
@@ -143,9 +144,6 @@ class TrainConfig:
     scoring_bn: str = "running"
     scoring_bn_anomaly_weight: float = 0.25
     ema_decay: float = 0.995  # > 0: score with an exponential moving average of G (0 = off, the paper)
-    # the EMA's decay after n updates is min(ema_decay, (1 + n) / (ema_warmup + n)): a smaller value reaches
-    # ema_decay sooner (10: TensorFlow's warm-up, 0.985 after 600 updates; 2: 0.995 from about 200 on)
-    ema_warmup: float = 10.0
 
     # --- epoch selection (training data only, never test data) ---
     # > 0: hold out this fraction of normal *training* images (+ as many other-class training images as
@@ -481,8 +479,6 @@ OPTIONS: dict[str, Option] = {
                                     "batch norm", lo=0, hi=1),
     "ema_decay": _o("float", "score with an EMA of G's weights with this decay (0 = off, the paper)",
                     "batch norm", lo=0, hi=1, hi_open=True),
-    "ema_warmup": _o("float", "the EMA's decay after n updates is min(ema_decay, (1 + n) / (ema_warmup + n)); "
-                     "smaller reaches ema_decay sooner", "batch norm", lo=1, hi=1e6, lo_open=True),
     # epoch selection
     "val_fraction": _o("float", "hold out this fraction of normal training images for validation (auto: 0.1 "
                        "with labelled anomalies, else 0)", "selection", lo=0, hi=1, hi_open=True,

@@ -78,18 +78,19 @@ class AnomalyStream:
         return out
 
 
-def _ema_with_warmup(decay: float, warmup: float):
-    """EMA update whose decay grows as min(decay, (1 + n) / (warmup + n)) with the update count n.
+def _ema_with_warmup(decay: float):
+    """EMA update whose decay grows as min(decay, (1 + n) / (10 + n)) with the update count n.
 
     A fixed decay would keep ``decay**steps`` of the random initial weights in
     short runs (0.99 over 72 steps keeps half); the warm-up, as in
-    TensorFlow's ExponentialMovingAverage (warmup 10), forgets the start quickly. A smaller warmup
-    reaches ``decay`` sooner (warmup 2: 0.995 from about 200 updates on, against 1,790 for warmup 10).
+    TensorFlow's ExponentialMovingAverage, forgets the start quickly. A slower warm-up (2, reaching
+    ``decay`` after about 200 updates) lost its selection: the average lagged the generator
+    (docs/DECISIONS.md, "Removed options").
     """
 
     def update(ema_params, current_params, num_averaged):
         n = int(num_averaged)
-        d = min(decay, (1.0 + n) / (warmup + n))
+        d = min(decay, (1.0 + n) / (10.0 + n))
         floats = [(e, c) for e, c in zip(ema_params, current_params) if e.is_floating_point()]
         for e, c in zip(ema_params, current_params):
             if not e.is_floating_point():  # BN's num_batches_tracked: a counter, copied
@@ -127,7 +128,7 @@ class AGADTrainer:
         self.opt_g = torch.optim.Adam(self.G.parameters(), lr=cfg.lr, betas=(cfg.beta1, cfg.beta2))
         self.opt_d = torch.optim.Adam(self.D.parameters(), lr=cfg.lr, betas=(cfg.beta1, cfg.beta2))
         self.G_ema = (
-            AveragedModel(self.G, multi_avg_fn=_ema_with_warmup(cfg.ema_decay, cfg.ema_warmup), use_buffers=True)
+            AveragedModel(self.G, multi_avg_fn=_ema_with_warmup(cfg.ema_decay), use_buffers=True)
             if cfg.ema_decay > 0
             else None
         )

@@ -71,7 +71,7 @@ STDERR_TAIL = 2000
 # score with G itself.
 AGAD_ONLY = frozenset({"ca", "advprop", "freeze_bn_anomalies", "track_bn_anomalies", "track_bn_pseudo",
                        "scoring_bn", "scoring_bn_anomaly_weight", "anomaly_distance", "w_adcon", "ema_decay",
-                       "ema_warmup", "adcon_cap", "d_spectral_norm", "label_head"})
+                       "adcon_cap", "d_spectral_norm", "label_head"})
 
 # Table defaults: the gammas of the paper's columns.
 GAMMAS_T2 = (0.0, 0.01, 0.05, 0.1, 0.2)
