@@ -208,6 +208,22 @@ def test_a_baseline_table_does_not_list_agad_switches(tmp_path):
     assert "method=ganomaly" in settings and "ca=" not in settings and "advprop" not in settings
 
 
+def test_a_references_runs_share_a_row_whatever_agads_switches_were_when_recorded(tmp_path):
+    # cnn runs recorded before AGAD's label head and spectral norm existed, beside runs recorded after
+    old = [_fake_run(tmp_path, 0.9, gamma=0.05, normal_class=k, method="cnn") for k in (0, 1)]
+    for run in old:
+        meta = json.loads((run / "config.json").read_text())
+        for key in ("label_head", "d_spectral_norm", "adcon_cap"):
+            del meta["config"][key]
+        (run / "config.json").write_text(json.dumps(meta))
+    new = [_fake_run(tmp_path, 0.7, gamma=0.05, normal_class=k, method="cnn", seed=0) for k in (2, 3)]
+    (row,) = build_table("table2", old + new).rows
+    assert row.runs == 4 and row.by_seed[0] == {0: 90.0, 1: 90.0, 2: 70.0, 3: 70.0}
+    # for AGAD the same switches do make another row
+    agad = [_fake_run(tmp_path, 0.8, gamma=0.05, normal_class=0, label_head=flag) for flag in (True, False)]
+    assert len(build_table("table2", agad).rows) == 2
+
+
 def test_a_reference_beside_agad_is_named_by_its_method_alone(tmp_path):
     # AGAD's default and no-ca beside logreg, which records other epochs: epochs differ only between methods
     runs = [_fake_run(tmp_path, 0.9, gamma=g, normal_class=0) for g in (0.01, 0.05)]

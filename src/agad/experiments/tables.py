@@ -207,8 +207,11 @@ class Table:
 
 
 def _row_key(cfg: dict[str, Any]) -> tuple:
-    return tuple(sorted((k, json.dumps(v, sort_keys=True, default=str))
-                        for k, v in cfg.items() if k not in NOT_A_VARIANT))
+    """What puts two runs in one row: their settings, except those that do not make a run (as in
+    ``grid.canonical_config``: a baseline's or reference's AGAD switches and backbone)."""
+    other_method = cfg.get("method", "agad") != "agad"
+    return tuple(sorted((k, json.dumps(v, sort_keys=True, default=str)) for k, v in cfg.items()
+                        if k not in NOT_A_VARIANT and not (other_method and (k in AGAD_ONLY or k == "backbone"))))
 
 
 def _fmt_value(k: str, v: Any) -> str:
