@@ -280,7 +280,7 @@ def test_a_failed_run_is_explained_in_the_table(tmp_path):
 def test_references_join_the_table_from_their_own_archive_and_are_never_run(tmp_path):
     ref, ref_name = _archived_ganomaly_plan(tmp_path / "ref")
     shutil.copytree(REPO / "docs" / "runs" / "mnist-sample" / ref_name, ref.archive / ref_name)
-    own = load_plan(REPO / "plans" / "demo-1-thread.toml")
+    own = load_plan(REPO / "plans" / "demo-1-thread-600-steps.toml")
     own = dataclasses.replace(own, seeds=(0,), grid=tmp_path / "grid", archive=tmp_path / "runs",
                               output=tmp_path / "out" / "t.md", references=(ref,))
     (own_name,) = [run_name(c) for c in plan_configs(own)]  # the references add no config to run

@@ -105,7 +105,7 @@ def normalised_config(recorded: dict[str, Any]) -> dict[str, Any]:
 
     >>> c = normalised_config({"gamma": 0.05, "val_fraction": 0.0})  # recorded before select_epoch existed
     >>> (c["val_fraction"], c["select_epoch"], c["min_steps"])
-    (0.0, 'last', 600)
+    (0.0, 'last', 1200)
     >>> c = normalised_config({"gamma": 0.0, "val_fraction": 0.0, "select_epoch": "last"})  # = the gamma-0 default
     >>> (c["val_fraction"], c["select_epoch"])
     (None, 'auto')
