@@ -161,7 +161,7 @@ def run_name(cfg: TrainConfig) -> str:
     the hash (:func:`config_key`) tells apart runs that differ in any other option (epochs, lr, ...).
 
     >>> run_name(TrainConfig(data="fashion-mnist", normal_class=3, gamma=0.05))
-    'fashion-mnist/agad-naive/c3-g0.05-s0-ap-b053f11f'
+    'fashion-mnist/agad-naive/c3-g0.05-s0-ap-68293d6c'
     """
     model = f"agad-{cfg.backbone}" if cfg.method == "agad" else cfg.method
     parts = [f"c{cfg.normal_class}", f"g{float(cfg.gamma):g}", f"s{cfg.seed}"]
