@@ -93,6 +93,12 @@ def is_dataset_name(data: str) -> bool:
     return str(data) in DATASET_NAMES
 
 
+def means_nothing_for(method: str, key: str) -> bool:
+    """Whether the config field ``key`` plays no part in a run of ``method``: AGAD's own switches, and the
+    backbone, which a baseline's or reference's method fixes (BASELINE_BACKBONES)."""
+    return method != "agad" and (key in AGAD_ONLY or key == "backbone")
+
+
 def _field_types() -> dict[str, Any]:
     return typing.get_type_hints(TrainConfig)
 
@@ -119,8 +125,8 @@ def canonical_config(cfg: TrainConfig) -> dict[str, Any]:
     defaults = _defaults()
     out: dict[str, Any] = {}
     for k, v in cfg.resolved().to_dict().items():  # "auto" counts as what it resolves to
-        if k in RUNTIME_FIELDS or (cfg.method != "agad" and (k in AGAD_ONLY or k == "backbone")):
-            continue  # a baseline's backbone is fixed by its method (BASELINE_BACKBONES)
+        if k in RUNTIME_FIELDS or means_nothing_for(cfg.method, k):
+            continue
         if k == "unet_style" and (not cfg.uses_unet() or v == "zhou"):  # every U-Net before the field was zhou's
             continue
         if types.get(k) in (float, float | None) and isinstance(v, (int, float)) and not isinstance(v, bool):

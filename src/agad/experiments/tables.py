@@ -28,7 +28,7 @@ from typing import Any, Iterable
 from ..config import TrainConfig
 from ..rundir import HISTORY_FILE
 from ..errors import AgadError
-from .grid import AGAD_ONLY, CONFIG_FILE, FAILURES_FILE, METRICS_FILE, RUNTIME_FIELDS
+from .grid import AGAD_ONLY, CONFIG_FILE, FAILURES_FILE, METRICS_FILE, RUNTIME_FIELDS, means_nothing_for
 from .paper import PaperRef, paper_dataset, paper_reference
 from .stats import last_half_spread, mean_sd
 
@@ -207,11 +207,10 @@ class Table:
 
 
 def _row_key(cfg: dict[str, Any]) -> tuple:
-    """What puts two runs in one row: their settings, except those that do not make a run (as in
-    ``grid.canonical_config``: a baseline's or reference's AGAD switches and backbone)."""
-    other_method = cfg.get("method", "agad") != "agad"
+    """What puts two runs in one row: their settings, less those that play no part in the run (as in its name)."""
+    method = cfg.get("method", "agad")
     return tuple(sorted((k, json.dumps(v, sort_keys=True, default=str)) for k, v in cfg.items()
-                        if k not in NOT_A_VARIANT and not (other_method and (k in AGAD_ONLY or k == "backbone"))))
+                        if k not in NOT_A_VARIANT and not means_nothing_for(method, k)))
 
 
 def _fmt_value(k: str, v: Any) -> str:
