@@ -87,6 +87,7 @@ def test_train_and_evaluate_on_an_idx_directory(tmp_path, capsys):
     "case, needles",
     [
         ("missing", ["does not exist"]),
+        ("missing_numbered_class", ["nope", "does not exist"]),
         ("bad_magic", ["magic"]),
         ("truncated", ["truncated"]),
         ("count_mismatch", ["labels"]),
@@ -98,8 +99,9 @@ def test_train_and_evaluate_on_an_idx_directory(tmp_path, capsys):
 def test_bad_input_is_one_line_exit_2_and_leaves_no_run_dir(tmp_path, capsys, case, needles):
     data = tmp_path / "idx"
     args = ["--normal-class", "0"]
-    if case == "missing":
+    if case.startswith("missing"):
         data = tmp_path / "nope"
+        args = ["--normal-class", "3" if case == "missing_numbered_class" else "0"]
     elif case == "bad_magic":
         make_idx_dir(data)
         write_idx(data / "train-images-idx3-ubyte.gz", np.zeros((60, 28, 28)), first_byte=0x1F)

@@ -29,7 +29,7 @@ from torch import nn
 
 from . import __version__
 from .config import TrainConfig
-from .data import Split, load_dataset, one_class_split, validation_split
+from .data import Split, existing_path, load_dataset, one_class_split, validation_split
 from .errors import AgadError
 from .methods import calibrate_label_head, get_method, without_label_head
 from .nets import Nets, count_parameters
@@ -502,6 +502,7 @@ def prepare_split(cfg: TrainConfig) -> tuple[Split, Any]:
         ds = load_dataset(cfg.data, image_size=cfg.image_size)
         normal = cfg.normal_class
     else:
+        existing_path(cfg.data)  # a missing folder first: no class of it can be named
         if isinstance(cfg.normal_class, int) and cfg.normal_class != 0:
             raise AgadError(f"--normal-class {cfg.normal_class}: a folder's classes are its sub-folders; pass the "
                             "normal one by name (e.g. --normal-class NORMAL), or nothing to find it by its name")

@@ -8,7 +8,7 @@ Example:
 """
 
 from agad.data.bounds import MAX_IMAGE_SIZE, check_memory
-from agad.data.datasets import DATASETS, Dataset, load_dataset
+from agad.data.datasets import DATASETS, Dataset, existing_path, load_dataset
 # Note: this makes `agad.data.fetch` the function; the module (for its
 # SOURCES table) is importlib.import_module("agad.data.fetch").
 from agad.data.fetch import FETCHABLE, fetch
@@ -39,6 +39,7 @@ __all__ = [
     "check_compatible",
     "check_memory",
     "default_image_size",
+    "existing_path",
     "expand_items",
     "fetch",
     "is_image_input",

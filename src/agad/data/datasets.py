@@ -292,16 +292,7 @@ def load_dataset(
                 return _cifar_dataset(name, found[1], image_size)
         raise _not_found(name, looked, f"{CIFAR_ARCHIVES[name]} or {CIFAR_DIRS[name]}/")
 
-    path = Path(name_or_path).expanduser()
-    if not path.exists():
-        if isinstance(name_or_path, str) and os.sep not in name_or_path and "." not in name_or_path:
-            raise AgadError(
-                f"unknown dataset {name_or_path!r}; use one of {', '.join(DATASETS)} "
-                "or a path to a dataset folder"
-            )
-        raise DataError(
-            f"dataset path {path} does not exist; pass an existing folder or one of {', '.join(DATASETS)}"
-        )
+    path = existing_path(name_or_path)
     label = path.name or str(path)
     if not given:
         if path.is_dir() and _has_idx(path):
@@ -319,6 +310,21 @@ def load_dataset(
         "no CIFAR archive or folder and no images (png, jpg, ...) in it or its sub-folders; check the path "
         "or arrange the files in one of these layouts"
     )
+
+
+def existing_path(name_or_path: str | os.PathLike) -> Path:
+    """The path a dataset that is not one of ``DATASETS`` names, or an error that says what is wrong."""
+    path = Path(name_or_path).expanduser()
+    if not path.exists():
+        if isinstance(name_or_path, str) and os.sep not in name_or_path and "." not in name_or_path:
+            raise AgadError(
+                f"unknown dataset {name_or_path!r}; use one of {', '.join(DATASETS)} "
+                "or a path to a dataset folder"
+            )
+        raise DataError(
+            f"dataset path {path} does not exist; pass an existing folder or one of {', '.join(DATASETS)}"
+        )
+    return path
 
 
 def _no_folder_options(given: list[str], name: str) -> None:
